@@ -1,0 +1,96 @@
+"""Redis key layout of the accounts layer: one hash tag per account family, global indexes.
+
+Every key of an account carries its ROOT account's hash tag ``{a:<root>}`` so that a Lua
+script touching an account (and, for a child, its root) stays in one cluster slot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from accounts.errors import AccountError
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_MSISDN = re.compile(r"^\+?[0-9]{3,20}$")
+
+EXPIRY_INDEX = "rsv:expiry"  # sorted set: "<account>|<session>" scored by expires_at
+
+
+def check_account_id(account_id: object, field: str = "account_id") -> str:
+    if not isinstance(account_id, str) or not _ID.match(account_id):
+        raise AccountError(
+            field, f"expected 1-64 of [A-Za-z0-9_.-] starting with a letter or digit, got {account_id!r}"
+        )
+    return account_id
+
+
+def check_msisdn(msisdn: object, field: str = "msisdns") -> str:
+    if not isinstance(msisdn, str) or not _MSISDN.match(msisdn):
+        raise AccountError(field, f"expected 3-20 digits with an optional '+', got {msisdn!r}")
+    return msisdn
+
+
+def lookup_key(account_id: str) -> str:
+    """String key holding the account's root id (itself for a root): how keys are found."""
+    return f"acct:{account_id}"
+
+
+def msisdn_key(msisdn: str) -> str:
+    return f"msisdn:{msisdn}"
+
+
+def expiry_member(account_id: str, session: str) -> str:
+    return f"{account_id}|{session}"
+
+
+def split_expiry_member(member: str) -> tuple[str, str]:
+    account_id, _, session = member.partition("|")
+    return account_id, session
+
+
+@dataclass(frozen=True)
+class AccountKeys:
+    """All keys of one account; ``base`` is ``{a:<id>}`` or ``{a:<root>}:<id>`` for a child."""
+
+    account_id: str
+    root: str
+
+    @property
+    def base(self) -> str:
+        tag = "{a:%s}" % self.root
+        return tag if self.root == self.account_id else f"{tag}:{self.account_id}"
+
+    @property
+    def account(self) -> str:  # hash: scalar fields of the account
+        return f"{self.base}:acct"
+
+    @property
+    def buckets(self) -> str:  # hash: bucket id -> cjson
+        return f"{self.base}:bk"
+
+    @property
+    def reservations(self) -> str:  # hash: session -> cjson
+        return f"{self.base}:rsv"
+
+    @property
+    def counters(self) -> str:  # hash: "<cycle>|tier|<service>" / "<cycle>|disc|<name>" -> int
+        return f"{self.base}:ctr"
+
+    @property
+    def ledger(self) -> str:  # stream of deltas, one entry per change
+        return f"{self.base}:led"
+
+    def op(self, op_id: str) -> str:  # string: "<fingerprint>|<first answer>", with a TTL
+        return f"{self.base}:op:{op_id}"
+
+    def script_keys(self, op_id: str) -> list[str]:
+        """KEYS[1..6] of every account script, in this order."""
+        return [
+            self.account,
+            self.buckets,
+            self.reservations,
+            self.counters,
+            self.ledger,
+            self.op(op_id),
+        ]

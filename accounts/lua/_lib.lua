@@ -1,0 +1,294 @@
+-- _lib.lua: shared prelude, prepended to every verb script by accounts/scripts.py.
+-- KEYS (all verbs): 1 account hash, 2 buckets hash, 3 reservations hash, 4 counters hash,
+--   5 ledger stream, 6 op-id key.
+-- ARGV (all verbs): 1 op id, 2 request fingerprint, 3 context JSON {now, today, cycle, cs, ce,
+--   csd, ced, ttl} (cycle bounds in UTC s and local dates), 4 verb parameters JSON.
+-- Every verb returns {answer JSON, applied 0|1, account flat, buckets flat, reservations flat,
+--   counters flat}; an error returns {answer JSON with "error", 0} and writes nothing.
+-- Integers travel as decimal strings in JSON: cjson prints only 14 significant digits.
+local MAXI = 9007199254740991
+local K_ACCT, K_BK, K_RSV, K_CTR, K_LED, K_OP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local OP_ID, FP = ARGV[1], ARGV[2]
+local CTX = cjson.decode(ARGV[3])
+local P = cjson.decode(ARGV[4])
+local NOW = tonumber(CTX.now)
+
+local function I(x) return string.format('%d', x) end
+local function N(x)
+  if x == nil or x == '' or x == cjson.null then return 0 end
+  return tonumber(x)
+end
+
+-- numbers -> exact decimal strings, recursively, so cjson never rounds them
+local function strs(t)
+  if type(t) == 'number' then return I(t) end
+  if type(t) ~= 'table' then return t end
+  local o = {}
+  for k, v in pairs(t) do o[k] = strs(v) end
+  return o
+end
+local function enc(t) return cjson.encode(strs(t)) end
+
+local function err(kind, field, message)
+  return {cjson.encode({error = kind, field = field, message = message}), 0}
+end
+
+local function state()
+  return redis.call('HGETALL', K_ACCT), redis.call('HGETALL', K_BK),
+    redis.call('HGETALL', K_RSV), redis.call('HGETALL', K_CTR)
+end
+
+-- the first answer for this op id, or an error for the same op id with other content
+local function replay()
+  local prev = redis.call('GET', K_OP)
+  if not prev then return nil end
+  local bar = string.find(prev, '|', 1, true)
+  if string.sub(prev, 1, bar - 1) ~= FP then
+    return err('opid_conflict', 'op_id', 'op id ' .. OP_ID .. ' was used for another request')
+  end
+  local a, b, r, c = state()
+  return {string.sub(prev, bar + 1), 0, a, b, r, c}
+end
+
+local function ledger(verb, d)
+  redis.call('XADD', K_LED, '*', 'op', verb, 'op_id', OP_ID, 'ts', I(NOW), 'd', enc(d))
+end
+
+-- record the answer under the op id (unless store == false) and return it with the state
+local function finish(code, detail, store)
+  local ans = enc({code = code, detail = detail or {}})
+  if store ~= false then
+    redis.call('SET', K_OP, FP .. '|' .. ans, 'EX', tonumber(CTX.ttl))
+  end
+  local a, b, r, c = state()
+  return {ans, 1, a, b, r, c}
+end
+
+local function load_acct()
+  local flat = redis.call('HGETALL', K_ACCT)
+  if #flat == 0 then return nil end
+  local a = {}
+  for i = 1, #flat, 2 do a[flat[i]] = flat[i + 1] end
+  return a
+end
+
+local function unknown()
+  return err('unknown', 'account_id', 'no such account')
+end
+
+local function dec_bucket(id, raw)
+  local b = cjson.decode(raw)
+  b.id = id
+  b.remaining = N(b.remaining); b.initial = N(b.initial); b.reserved = N(b.reserved)
+  b.valid_from = N(b.valid_from); b.priority = N(b.priority)
+  if b.valid_to ~= nil then b.valid_to = N(b.valid_to) end
+  return b
+end
+
+local function bucket_json(b)
+  return enc({kind = b.kind, service = b.service, dest = b.dest, remaining = b.remaining,
+    initial = b.initial, reserved = b.reserved, valid_from = b.valid_from,
+    valid_to = b.valid_to, priority = b.priority, source = b.source})
+end
+
+local function load_buckets()
+  local flat = redis.call('HGETALL', K_BK)
+  local list, by_id = {}, {}
+  for i = 1, #flat, 2 do
+    local b = dec_bucket(flat[i], flat[i + 1])
+    list[#list + 1] = b
+    by_id[b.id] = b
+  end
+  return list, by_id
+end
+
+local function save_bucket(b) redis.call('HSET', K_BK, b.id, bucket_json(b)) end
+
+local function valid(b)
+  return b.valid_from <= NOW and (b.valid_to == nil or NOW < b.valid_to)
+end
+
+-- soonest expiry first (no expiry last), then priority, then id: a strict total order
+local function order(x, y)
+  local xt, yt = x.valid_to or math.huge, y.valid_to or math.huge
+  if xt ~= yt then return xt < yt end
+  if x.priority ~= y.priority then return x.priority < y.priority end
+  return x.id < y.id
+end
+
+local function dest_ok(b, dest)
+  if b.dest == nil or b.dest == cjson.null then return true end
+  if dest == nil or dest == '' or dest == cjson.null then return false end
+  for _, d in ipairs(b.dest) do if d == dest then return true end end
+  return false
+end
+
+-- valid unit buckets for (service, destination) with free units, in consumption order
+local function unit_candidates(list, service, dest)
+  local c = {}
+  for _, b in ipairs(list) do
+    if b.kind == 'units' and valid(b) and (b.service == nil or b.service == service)
+      and dest_ok(b, dest) and b.remaining - b.reserved > 0 then
+      c[#c + 1] = b
+    end
+  end
+  table.sort(c, order)
+  return c
+end
+
+local function money_candidates(list)
+  local c = {}
+  for _, b in ipairs(list) do
+    if b.kind == 'money' and valid(b) and b.remaining - b.reserved > 0 then c[#c + 1] = b end
+  end
+  table.sort(c, order)
+  return c
+end
+
+-- balance + valid money buckets + credit limit - reserved; nil = unlimited
+local function available(a, list)
+  if a.cl == 'u' then return nil end
+  local gifts = 0
+  for _, b in ipairs(money_candidates(list)) do gifts = gifts + b.remaining - b.reserved end
+  return N(a.bal) + gifts + N(a.cl) - N(a.rsv)
+end
+
+-- bucket delta helper: d.buckets[id][field] += v
+local function bdelta(d, id, field, v)
+  d.buckets = d.buckets or {}
+  d.buckets[id] = d.buckets[id] or {}
+  d.buckets[id][field] = (d.buckets[id][field] or 0) + v
+end
+
+-- take up to `need` from the given candidates' free amount; returns what was taken
+local function take_free(cands, need, d, field)
+  local got = 0
+  for _, b in ipairs(cands) do
+    if got >= need then break end
+    local t = math.min(need - got, b.remaining - b.reserved)
+    if t > 0 then
+      if field == 'reserved' then b.reserved = b.reserved + t else b.remaining = b.remaining - t end
+      bdelta(d, b.id, field, field == 'reserved' and t or -t)
+      save_bucket(b)
+      got = got + t
+    end
+  end
+  return got
+end
+
+local function set_balance(a, v)
+  a.bal = I(v)
+  redis.call('HSET', K_ACCT, 'bal', a.bal)
+end
+
+local function set_reserved(a, v)
+  a.rsv = I(v)
+  redis.call('HSET', K_ACCT, 'rsv', a.rsv)
+end
+
+local function add_counters(counters, d)
+  if counters == nil then return end
+  for k, v in pairs(counters) do
+    local n = N(v)
+    if n ~= 0 then
+      redis.call('HINCRBY', K_CTR, k, n)
+      d.counters = d.counters or {}
+      d.counters[k] = n
+    end
+  end
+end
+
+local function sub_in_cycle(s)
+  if CTX.cycle == nil then return false end
+  if s.to ~= nil and s.to <= s.from then return false end
+  return s.from < CTX.ced and (s.to == nil or s.to > CTX.csd)
+end
+
+local function sub_today(s)
+  return s.from <= CTX.today and (s.to == nil or CTX.today < s.to)
+end
+
+-- grant allowances of subscriptions active in the current cycle; the bucket id is its source
+-- (offer, allowance, cycle), so a grant happens once whoever touches the account first
+local function grant_cycle(a, only)
+  if CTX.cycle == nil then return end
+  if only == nil and a.granted == CTX.cycle then return end
+  local subs = cjson.decode(a.subs or '[]')
+  local nb, any = {}, false
+  for si, s in ipairs(subs) do
+    if (only == nil or only == si) and sub_in_cycle(s) then
+      for ai, al in ipairs(s.allow or {}) do
+        local id = 'allowance:' .. s.offer .. '/' .. al.name .. ':' .. CTX.cycle
+        local vf, vt = N(CTX.cs), N(CTX.ce)
+        if s.from_utc ~= nil then vf = math.max(vf, N(s.from_utc)) end
+        if s.to_utc ~= nil then vt = math.min(vt, N(s.to_utc)) end
+        local b = {id = id, kind = 'units', service = al.service, dest = al.dest,
+          remaining = N(al.units), initial = N(al.units), reserved = 0, valid_from = vf,
+          valid_to = vt, priority = si * 1000 + ai, source = id}
+        if redis.call('HSETNX', K_BK, id, bucket_json(b)) == 1 then
+          b.id = nil
+          nb[id] = b
+          any = true
+        end
+      end
+    end
+  end
+  if only == nil then
+    a.granted = CTX.cycle
+    redis.call('HSET', K_ACCT, 'granted', CTX.cycle)
+  end
+  if any then ledger('grant', {new_buckets = nb}) end
+end
+
+-- a gift bucket from a promotion; returns (id, bucket) after writing it
+local function gift(g, kind_source, priority, n)
+  local id = 'gift:' .. OP_ID .. ':' .. n
+  local b = {kind = 'units', service = g.service, remaining = N(g.units), initial = N(g.units),
+    reserved = 0, valid_from = NOW, valid_to = NOW + N(g.valid_days) * 86400,
+    priority = priority, source = kind_source}
+  if g.money ~= nil then
+    b.kind = 'money'; b.service = nil
+    b.remaining = N(g.money); b.initial = N(g.money)
+  end
+  b.id = id
+  save_bucket(b)
+  b.id = nil
+  return id, b
+end
+
+local function overlap(x, y)
+  return x.from < (y.to or '9999-99-99') and y.from < (x.to or '9999-99-99')
+end
+
+-- conflicts of a new subscription with the existing ones, or nil
+local function sub_conflict(a, s)
+  for _, o in ipairs(cjson.decode(a.subs or '[]')) do
+    if overlap(o, s) then
+      if s.base and o.base then
+        return err('invalid_state', 'offer', 'a base offer (' .. o.offer .. ') is already active then')
+      end
+      if o.offer == s.offer then
+        return err('invalid_state', 'offer', 'offer ' .. s.offer .. ' is already subscribed then')
+      end
+    end
+  end
+  return nil
+end
+
+-- record a subscription, its subscribe gifts and its allowances for the current cycle
+local function add_sub(a, s, gifts_from)
+  local subs = cjson.decode(a.subs or '[]')
+  local idx = #subs + 1
+  subs[idx] = s
+  a.subs = cjson.encode(subs)
+  redis.call('HSET', K_ACCT, 'subs', a.subs)
+  local nb = {}
+  for gi, g in ipairs(s.gifts or {}) do
+    local id, b = gift(g, 'gift:subscribe:' .. s.offer, 100000 + idx * 1000 + gi, gifts_from + gi)
+    nb[id] = b
+  end
+  ledger('subscribe', {subscription = {offer = s.offer, from = s.from, to = s.to},
+    new_buckets = nb})
+  grant_cycle(a, idx)
+  return #(s.gifts or {})
+end

@@ -1,0 +1,615 @@
+"""Catalog loading: YAML text to a validated `rating.model.Catalog`, or every error at once.
+
+Walks `yaml.compose` nodes (SafeLoader) so each issue names its path inside the file and its
+line; a catalog with any issue is refused whole (`CatalogError`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from dataclasses import dataclass
+from fractions import Fraction
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from rating import model
+from rating.money import ROUNDING_METHODS, MoneyError, parse_money
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_PER = 2**40  # keeps price * per and the rounding products inside int64 (see kernels)
+MAX_PRICE_TIMES_PER = 2**60
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_TIME = re.compile(r"^(\d\d):(\d\d)$")
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_NULL = "tag:yaml.org,2002:null"
+
+
+@dataclass(frozen=True)
+class CatalogIssue:
+    path: str
+    line: int | None
+    message: str
+
+
+class CatalogError(ValueError):
+    """A refused catalog; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[CatalogIssue], source: str = "<catalog>"):
+        self.issues = list(issues)
+        self.source = source
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{self.source}:{i.line if i.line is not None else '?'}: {i.path}: {i.message}"
+            for i in self.issues
+        )
+
+
+def load_catalog(path) -> model.Catalog:
+    """Read and validate the catalog file at `path`."""
+    with open(path, encoding="utf-8") as f:
+        return parse_catalog(f.read(), source=str(path))
+
+
+def parse_catalog(text: str, source: str = "<catalog>") -> model.Catalog:
+    """Validate catalog YAML `text`; raise `CatalogError` listing every issue."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise CatalogError([CatalogIssue("", line, f"not valid YAML: {e}")], source) from None
+    p = _Parser()
+    cat = p.catalog(root)
+    if p.issues:
+        p.issues.sort(key=lambda i: (i.line or 0,))
+        raise CatalogError(p.issues, source)
+    return cat
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+class _Parser:
+    """Collects issues while building model objects; returns None for parts in error."""
+
+    def __init__(self):
+        self.issues: list[CatalogIssue] = []
+        self._construct = SafeConstructor()
+
+    # -- generic node helpers -------------------------------------------------------------
+    def err(self, path: str, node: Node | None, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else None
+        self.issues.append(CatalogIssue(path, line, message))
+
+    def mapping(self, node, path, allowed=None, required=()) -> dict[str, Node] | None:
+        """Mapping node to {key: value node}, reporting duplicate, unknown, missing keys."""
+        if node is None or (isinstance(node, ScalarNode) and node.tag == _NULL):
+            node = MappingNode("tag:yaml.org,2002:map", [], node.start_mark if node else None)
+        if not isinstance(node, MappingNode):
+            self.err(path, node, "expected a mapping")
+            return None
+        out: dict[str, Node] = {}
+        for k, v in node.value:
+            if not isinstance(k, ScalarNode):
+                self.err(path, k, "keys must be plain names")
+                continue
+            key = k.value
+            if key in out:
+                self.err(_join(path, key), k, "duplicate key")
+                continue
+            if allowed is not None and key not in allowed:
+                near = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                self.err(_join(path, key), k, f"unknown key{hint}")
+                continue
+            out[key] = v
+        for key in required:
+            if key not in out:
+                self.err(_join(path, key), node if node.start_mark else None, "missing")
+        return out
+
+    def sequence(self, node, path) -> list[Node] | None:
+        if not isinstance(node, SequenceNode):
+            self.err(path, node, "expected a list")
+            return None
+        return list(node.value)
+
+    def value(self, node):
+        return self._construct.construct_object(node, deep=True)
+
+    def string(self, node, path) -> str | None:
+        if not isinstance(node, ScalarNode) or node.tag != _STR:
+            self.err(path, node, "expected a string")
+            return None
+        return node.value
+
+    def name(self, node, path) -> str | None:
+        s = self.string(node, path)
+        if s is not None and not _NAME.match(s):
+            self.err(path, node, f"invalid name {s!r}")
+            return None
+        return s
+
+    def integer(self, node, path, lo=None, hi=None, what="an integer") -> int | None:
+        if not isinstance(node, ScalarNode) or node.tag != _INT:
+            self.err(path, node, f"expected {what}")
+            return None
+        v = self.value(node)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            self.err(path, node, f"expected {what}, got {v}")
+            return None
+        return v
+
+    def money(self, node, path) -> int | None:
+        if not isinstance(node, ScalarNode) or node.tag != _STR:
+            got = "a number" if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT) else "this"
+            self.err(path, node, f"expected a decimal string such as \"0.0900\" (quoted), got {got}")
+            return None
+        try:
+            return parse_money(node.value, path, allow_negative=False)
+        except MoneyError as e:
+            self.err(path, node, e.message)
+            return None
+
+    def percent(self, node, path) -> Fraction | None:
+        if isinstance(node, ScalarNode) and node.tag in (_STR, _INT):
+            try:
+                micro = parse_money(node.value, path, allow_negative=False)
+            except MoneyError as e:
+                self.err(path, node, e.message)
+                return None
+            if micro > 100_000_000:
+                self.err(path, node, f"percent must be within 0..100, got {node.value}")
+                return None
+            return Fraction(micro, 1_000_000)
+        self.err(path, node, "expected a percent as a decimal string or an integer")
+        return None
+
+    def time(self, node, path) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag == _INT:
+            self.err(path, node, 'expected "HH:MM" in quotes (unquoted, YAML reads it as a number)')
+            return None
+        s = self.string(node, path)
+        m = _TIME.match(s) if s is not None else None
+        if s is not None and (not m or int(m[2]) > 59 or int(m[1]) * 60 + int(m[2]) > 1440):
+            m = None
+            self.err(path, node, f'expected a time "HH:MM" from "00:00" to "24:00", got {s!r}')
+        return int(m[1]) * 60 + int(m[2]) if m else None
+
+    def names_list(self, node, path, known, what) -> tuple[str, ...] | None:
+        items = self.sequence(node, path)
+        if items is None:
+            return None
+        out, ok = [], True
+        for i, n in enumerate(items):
+            s = self.string(n, _join(path, i))
+            if s is None:
+                ok = False
+            elif s not in known:
+                self.err(_join(path, i), n, f"unknown {what} {s!r}")
+                ok = False
+            else:
+                out.append(s)
+        return tuple(out) if ok else None
+
+    # -- sections -------------------------------------------------------------------------
+    def catalog(self, root) -> model.Catalog | None:
+        top = self.mapping(
+            root,
+            "",
+            ("currency", "timezone", "rounding", "destinations", "time_bands", "tariffs",
+             "discounts", "services", "offers", "account_discounts", "tax", "billing"),
+            ("currency", "timezone", "tariffs"),
+        )
+        if top is None:
+            return None
+        currency = None
+        if "currency" in top:
+            currency = self.string(top["currency"], "currency")
+            if currency is not None and not re.match(r"^[A-Z]{3}$", currency):
+                self.err("currency", top["currency"], f"expected 3 capital letters, got {currency!r}")
+        tzname = None
+        if "timezone" in top:
+            tzname = self.string(top["timezone"], "timezone")
+            if tzname is not None:
+                try:
+                    zoneinfo.ZoneInfo(tzname)
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                    self.err("timezone", top["timezone"], f"unknown IANA timezone {tzname!r}")
+        rounding = self.rounding(top.get("rounding"))
+        services = self.services(top.get("services"))
+        dests = self.destinations(top.get("destinations"))
+        bands = self.bands(top.get("time_bands"))
+        tariffs = self.tariffs(top.get("tariffs"), dests, {b.name for b in bands}, services)
+        discounts = self.discounts(top.get("discounts"), services)
+        acc_discounts = self.account_discounts(top.get("account_discounts"))
+        offers = self.offers(top.get("offers"), tariffs, discounts, acc_discounts, dests, services)
+        tax = self.tax(top["tax"]) if "tax" in top else None
+        billing = self.billing(top.get("billing"))
+        if self.issues:
+            return None
+        return model.Catalog(
+            currency=currency, timezone=tzname, rounding=rounding, destinations=dests,
+            time_bands=bands, tariffs=tariffs, discounts=discounts, services=services,
+            offers=offers, account_discounts=acc_discounts, tax=tax, billing=billing,
+        )
+
+    def rounding(self, node) -> model.Rounding:
+        m = self.mapping(node, "rounding", ("decimals", "method")) or {}
+        dec = self.integer(m["decimals"], "rounding.decimals", 0, 6, "an integer 0..6") if "decimals" in m else 4
+        method = "half_up"
+        if "method" in m:
+            method = self.string(m["method"], "rounding.method")
+            if method is not None and method not in ROUNDING_METHODS:
+                self.err("rounding.method", m["method"], f"expected one of {', '.join(ROUNDING_METHODS)}, got {method!r}")
+        return model.Rounding(dec if dec is not None else 4, method or "half_up")
+
+    def services(self, node) -> dict[str, model.Service]:
+        out = {n: model.Service(n, u, q) for n, (u, q) in model.BUILTIN_SERVICES.items()}
+        if node is None:
+            return out
+        m = self.mapping(node, "services") or {}
+        for name, sn in m.items():
+            path = _join("services", name)
+            if not _NAME.match(name):
+                self.err(path, sn, f"invalid service name {name!r}")
+                continue
+            sm = self.mapping(sn, path, ("unit", "default_quota"))
+            if sm is None:
+                continue
+            base = out.get(name)
+            if base is None and "unit" not in sm:
+                self.err(_join(path, "unit"), sn, "missing (a new service needs its unit)")
+                continue
+            unit = base.unit if base else None
+            if "unit" in sm:
+                unit = self.name(sm["unit"], _join(path, "unit"))
+            quota = base.default_quota if base else 1
+            if "default_quota" in sm:
+                quota = self.integer(sm["default_quota"], _join(path, "default_quota"), 1, None, "a positive integer")
+            if unit is not None and quota is not None:
+                out[name] = model.Service(name, unit, quota)
+        return out
+
+    def destinations(self, node) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        if node is None:
+            return out
+        seen: dict[str, str] = {}
+        for name, dn in (self.mapping(node, "destinations") or {}).items():
+            path = _join("destinations", name)
+            if not _NAME.match(name):
+                self.err(path, dn, f"invalid destination name {name!r}")
+            items = self.sequence(dn, path)
+            if items is None:
+                continue
+            prefixes = []
+            for i, pn in enumerate(items):
+                ppath = _join(path, i)
+                if isinstance(pn, ScalarNode) and pn.tag == _INT:
+                    self.err(ppath, pn, "expected a quoted string of digits (a number loses leading zeros)")
+                    continue
+                s = self.string(pn, ppath)
+                if s is None:
+                    continue
+                if s and not (s.isascii() and s.isdigit()):
+                    self.err(ppath, pn, f"a prefix is digits only, got {s!r}")
+                elif len(s) > 18:
+                    self.err(ppath, pn, "a prefix has at most 18 digits")
+                elif s in seen:
+                    self.err(ppath, pn, f"prefix {s!r} is listed twice (also in {seen[s]})")
+                else:
+                    seen[s] = name
+                    prefixes.append(s)
+            out[name] = tuple(prefixes)
+        return out
+
+    def bands(self, node) -> tuple[model.TimeBand, ...]:
+        out = []
+        if node is None:
+            return ()
+        for name, bn in (self.mapping(node, "time_bands") or {}).items():
+            path = _join("time_bands", name)
+            bm = self.mapping(bn, path, ("days", "from", "to"))
+            if bm is None:
+                continue
+            days = tuple(range(7))
+            if "days" in bm:
+                items = self.sequence(bm["days"], _join(path, "days")) or []
+                ds = []
+                for i, n in enumerate(items):
+                    s = self.string(n, _join(_join(path, "days"), i))
+                    if s is not None and s not in DAYS:
+                        self.err(_join(_join(path, "days"), i), n, f"expected a day name among {', '.join(DAYS)}, got {s!r}")
+                    elif s is not None:
+                        ds.append(DAYS.index(s))
+                days = tuple(sorted(set(ds)))
+            start = self.time(bm["from"], _join(path, "from")) if "from" in bm else 0
+            end = self.time(bm["to"], _join(path, "to")) if "to" in bm else 1440
+            if start == 1440:
+                self.err(_join(path, "from"), bm["from"], '"24:00" is only allowed for to')
+            elif start is not None and end is not None and start >= end:
+                self.err(_join(path, "from"), bm.get("from", bn), "from must be before to (split a band that crosses midnight in two)")
+            out.append(model.TimeBand(name, days, start or 0, end or 1440))
+        return tuple(out)
+
+    def tariffs(self, node, dests, bands, services) -> dict[str, dict[str, tuple]]:
+        out: dict[str, dict[str, tuple]] = {}
+        for tname, tn in (self.mapping(node, "tariffs") or {}).items():
+            tpath = _join("tariffs", tname)
+            out[tname] = {}
+            for sname, sn in (self.mapping(tn, tpath) or {}).items():
+                spath = _join(tpath, sname)
+                if sname not in services:
+                    self.err(spath, sn, f"unknown service {sname!r} (declare it under services:)")
+                items = self.sequence(sn, spath)
+                if items is None:
+                    continue
+                if not items:
+                    self.err(spath, sn, "a service needs at least one entry")
+                entries = [self.entry(en, _join(spath, i), dests, bands) for i, en in enumerate(items)]
+                out[tname][sname] = tuple(entries)
+        return out
+
+    def entry(self, node, path, dests, bands) -> model.RateEntry | None:
+        m = self.mapping(node, path, ("destination", "band", "price", "per", "increments", "connect_fee", "tiers"))
+        if m is None:
+            return None
+        dest = band = None
+        if "destination" in m:
+            dest = self.string(m["destination"], _join(path, "destination"))
+            if dest is not None and dest not in dests:
+                self.err(_join(path, "destination"), m["destination"], f"unknown destination {dest!r}")
+        if "band" in m:
+            band = self.string(m["band"], _join(path, "band"))
+            if band is not None and band not in bands:
+                self.err(_join(path, "band"), m["band"], f"unknown time band {band!r}")
+        per = 1
+        if "per" in m:
+            per = self.integer(m["per"], _join(path, "per"), 1, MAX_PER, f"a positive integer up to {MAX_PER}")
+        first = nxt = 1
+        if "increments" in m:
+            inc = m["increments"]
+            ok = (isinstance(inc, SequenceNode) and len(inc.value) == 2
+                  and all(isinstance(x, ScalarNode) and x.tag == _INT for x in inc.value))
+            vals = [self.value(x) for x in inc.value] if ok else []
+            if not ok or min(vals) < 1 or max(vals) > MAX_PER:
+                self.err(_join(path, "increments"), inc, "expected two positive integers [first, next]")
+                first = nxt = None
+            else:
+                first, nxt = vals
+        connect = self.money(m["connect_fee"], _join(path, "connect_fee")) if "connect_fee" in m else 0
+        tiers: list[model.Tier] = []
+        if ("price" in m) == ("tiers" in m):
+            self.err(path, node, "give either price or tiers")
+        elif "price" in m:
+            p = self.money(m["price"], _join(path, "price"))
+            tiers = [model.Tier(None, p)] if p is not None else []
+        else:
+            tiers = self.tiers(m["tiers"], _join(path, "tiers"))
+        if per is not None:
+            for t in tiers:
+                if t.price * per >= MAX_PRICE_TIMES_PER:
+                    self.err(path, node, "price times per is too large for exact integer arithmetic")
+                    break
+        if None in (per, first, nxt, connect):
+            return None
+        return model.RateEntry(dest, band, per, first, nxt, connect, tuple(tiers))
+
+    def tiers(self, node, path) -> list[model.Tier]:
+        items = self.sequence(node, path)
+        if not items:
+            if items is not None:
+                self.err(path, node, "at least one tier")
+            return []
+        out, prev = [], 0
+        for i, tn in enumerate(items):
+            tp = _join(path, i)
+            tm = self.mapping(tn, tp, ("upto", "price"), ("price",))
+            if tm is None:
+                continue
+            last = i == len(items) - 1
+            upto = None
+            if "upto" in tm:
+                if last:
+                    self.err(_join(tp, "upto"), tm["upto"], "the last tier has no upto")
+                else:
+                    upto = self.integer(tm["upto"], _join(tp, "upto"), 1, None, "a positive integer")
+                    if upto is not None and upto <= prev:
+                        self.err(_join(tp, "upto"), tm["upto"], f"tiers must ascend: {upto} is not above {prev}")
+                    elif upto is not None:
+                        prev = upto
+            elif not last:
+                self.err(tp, tn, "only the last tier may lack upto")
+            price = self.money(tm["price"], _join(tp, "price")) if "price" in tm else None
+            if price is not None:
+                out.append(model.Tier(upto, price))
+        return out
+
+    def discounts(self, node, services) -> dict[str, model.Discount]:
+        out = {}
+        if node is None:
+            return out
+        for name, dn in (self.mapping(node, "discounts") or {}).items():
+            path = _join("discounts", name)
+            dm = self.mapping(dn, path, ("service", "basis", "tiers"), ("service", "tiers"))
+            if dm is None:
+                continue
+            service = self.string(dm["service"], _join(path, "service")) if "service" in dm else None
+            if service is not None and service not in services:
+                self.err(_join(path, "service"), dm["service"], f"unknown service {service!r}")
+            basis = "usage"
+            if "basis" in dm:
+                basis = self.string(dm["basis"], _join(path, "basis"))
+                if basis is not None and basis not in ("usage", "charge"):
+                    self.err(_join(path, "basis"), dm["basis"], f"expected usage or charge, got {basis!r}")
+                    basis = None
+            tiers = []
+            items = self.sequence(dm["tiers"], _join(path, "tiers")) if "tiers" in dm else None
+            for i, tn in enumerate(items or []):
+                tp = _join(_join(path, "tiers"), i)
+                tm = self.mapping(tn, tp, ("from", "percent"), ("from", "percent"))
+                if tm is None or "from" not in tm or "percent" not in tm:
+                    continue
+                fp = _join(tp, "from")
+                if basis == "charge":
+                    start = self.money(tm["from"], fp)
+                else:
+                    start = self.integer(tm["from"], fp, 0, None, "a non-negative integer")
+                pct = self.percent(tm["percent"], _join(tp, "percent"))
+                if start is not None:
+                    if i == 0 and start != 0:
+                        self.err(fp, tm["from"], "the first tier starts from 0")
+                    elif tiers and start <= tiers[-1].start:
+                        self.err(fp, tm["from"], "tiers must ascend")
+                if start is not None and pct is not None:
+                    tiers.append(model.DiscountTier(start, pct))
+            if items is not None and not items:
+                self.err(_join(path, "tiers"), dm["tiers"], "at least one tier")
+            if service and basis:
+                out[name] = model.Discount(name, service, basis, tuple(tiers))
+        return out
+
+    def account_discounts(self, node) -> dict[str, model.AccountDiscount]:
+        out = {}
+        for name, an in (self.mapping(node, "account_discounts") or {}).items():
+            path = _join("account_discounts", name)
+            am = self.mapping(an, path, ("min_total", "percent", "cap"), ("percent",))
+            if am is None:
+                continue
+            mt = self.money(am["min_total"], _join(path, "min_total")) if "min_total" in am else 0
+            pct = self.percent(am["percent"], _join(path, "percent")) if "percent" in am else None
+            cap = self.money(am["cap"], _join(path, "cap")) if "cap" in am else None
+            if mt is not None and pct is not None:
+                out[name] = model.AccountDiscount(name, mt, pct, cap)
+        return out
+
+    def offers(self, node, tariffs, discounts, acc_discounts, dests, services) -> dict[str, model.Offer]:
+        out = {}
+        for name, on in (self.mapping(node, "offers") or {}).items():
+            path = _join("offers", name)
+            om = self.mapping(on, path, ("tariff", "discounts", "recurring", "one_time", "allowances", "account_discount", "promotions"))
+            if om is None:
+                continue
+            tariff = None
+            if "tariff" in om:
+                tariff = self.string(om["tariff"], _join(path, "tariff"))
+                if tariff is not None and tariff not in tariffs:
+                    self.err(_join(path, "tariff"), om["tariff"], f"unknown tariff {tariff!r}")
+            discs = ()
+            if "discounts" in om:
+                discs = self.names_list(om["discounts"], _join(path, "discounts"), discounts, "discount") or ()
+            recurring = self.money(om["recurring"], _join(path, "recurring")) if "recurring" in om else 0
+            one_time = []
+            for i, fn in enumerate(self.sequence(om["one_time"], _join(path, "one_time")) or [] if "one_time" in om else []):
+                fp = _join(_join(path, "one_time"), i)
+                fm = self.mapping(fn, fp, ("name", "amount"), ("name", "amount"))
+                if fm and "name" in fm and "amount" in fm:
+                    fname, amount = self.string(fm["name"], _join(fp, "name")), self.money(fm["amount"], _join(fp, "amount"))
+                    if fname is not None and amount is not None:
+                        one_time.append(model.OneTimeFee(fname, amount))
+            allowances = []
+            for i, an in enumerate(self.sequence(om["allowances"], _join(path, "allowances")) or [] if "allowances" in om else []):
+                a = self.allowance(an, _join(_join(path, "allowances"), i), dests, services)
+                if a is not None:
+                    if any(x.name == a.name for x in allowances):
+                        self.err(_join(_join(path, "allowances"), i), an, f"allowance name {a.name!r} used twice")
+                    allowances.append(a)
+            acc = None
+            if "account_discount" in om:
+                acc = self.string(om["account_discount"], _join(path, "account_discount"))
+                if acc is not None and acc not in acc_discounts:
+                    self.err(_join(path, "account_discount"), om["account_discount"], f"unknown account discount {acc!r}")
+            promos = []
+            for i, pn in enumerate(self.sequence(om["promotions"], _join(path, "promotions")) or [] if "promotions" in om else []):
+                pr = self.promotion(pn, _join(_join(path, "promotions"), i), services)
+                if pr is not None:
+                    promos.append(pr)
+            out[name] = model.Offer(name, tariff, tuple(discs), recurring or 0, tuple(one_time),
+                                    tuple(allowances), acc, tuple(promos))
+        return out
+
+    def allowance(self, node, path, dests, services) -> model.Allowance | None:
+        m = self.mapping(node, path, ("name", "service", "units", "destinations"), ("name", "service", "units"))
+        if m is None or not {"name", "service", "units"} <= m.keys():
+            return None
+        name = self.string(m["name"], _join(path, "name"))
+        service = self.string(m["service"], _join(path, "service"))
+        if service is not None and service not in services:
+            self.err(_join(path, "service"), m["service"], f"unknown service {service!r}")
+            service = None
+        units = self.integer(m["units"], _join(path, "units"), 1, None, "a positive integer")
+        ds = None
+        if "destinations" in m:
+            ds = self.names_list(m["destinations"], _join(path, "destinations"), dests, "destination")
+            if ds is None:
+                return None
+        if None in (name, service, units):
+            return None
+        return model.Allowance(name, service, units, ds)
+
+    def promotion(self, node, path, services) -> model.Promotion | None:
+        m = self.mapping(node, path, ("on", "min_amount", "gift"), ("on", "gift"))
+        if m is None or not {"on", "gift"} <= m.keys():
+            return None
+        on = self.string(m["on"], _join(path, "on"))
+        if on is not None and on not in ("subscribe", "topup"):
+            self.err(_join(path, "on"), m["on"], f"expected subscribe or topup, got {on!r}")
+            on = None
+        min_amount = 0
+        if "min_amount" in m:
+            if on == "subscribe":
+                self.err(_join(path, "min_amount"), m["min_amount"], "only a topup promotion has min_amount")
+            min_amount = self.money(m["min_amount"], _join(path, "min_amount"))
+        gp = _join(path, "gift")
+        g = self.mapping(m["gift"], gp, ("service", "units", "money", "valid_days"), ("valid_days",))
+        if g is None:
+            return None
+        days = self.integer(g["valid_days"], _join(gp, "valid_days"), 1, None, "a positive integer") if "valid_days" in g else None
+        service = units = money = None
+        if "money" in g and ("service" in g or "units" in g):
+            self.err(gp, m["gift"], "a gift is either units (service and units) or money, not both")
+            return None
+        if "money" in g:
+            money = self.money(g["money"], _join(gp, "money"))
+            if money is None:
+                return None
+        elif "service" in g and "units" in g:
+            service = self.string(g["service"], _join(gp, "service"))
+            if service is not None and service not in services:
+                self.err(_join(gp, "service"), g["service"], f"unknown service {service!r}")
+            units = self.integer(g["units"], _join(gp, "units"), 1, None, "a positive integer")
+            if service not in services or units is None:
+                return None
+        else:
+            self.err(gp, m["gift"], "a gift needs either service and units, or money")
+            return None
+        if on is None or days is None or min_amount is None:
+            return None
+        return model.Promotion(on, model.Gift(service, units, money, days), min_amount)
+
+    def tax(self, node) -> model.Tax | None:
+        m = self.mapping(node, "tax", ("name", "percent"), ("name", "percent"))
+        if not m or not {"name", "percent"} <= m.keys():
+            return None
+        name, pct = self.string(m["name"], "tax.name"), self.percent(m["percent"], "tax.percent")
+        return model.Tax(name, pct) if name is not None and pct is not None else None
+
+    def billing(self, node) -> model.BillingSettings:
+        m = self.mapping(node, "billing", ("decimals", "due_days", "grace_days")) or {}
+        d = model.BillingSettings()
+        dec = self.integer(m["decimals"], "billing.decimals", 0, 6, "an integer 0..6") if "decimals" in m else d.decimals
+        due = self.integer(m["due_days"], "billing.due_days", 0, None, "a non-negative integer") if "due_days" in m else d.due_days
+        grace = self.integer(m["grace_days"], "billing.grace_days", 0, None, "a non-negative integer") if "grace_days" in m else d.grace_days
+        return model.BillingSettings(dec if dec is not None else 2, due if due is not None else 14, grace if grace is not None else 10)
