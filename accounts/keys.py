@@ -20,7 +20,8 @@ EXPIRY_INDEX = "rsv:expiry"  # sorted set: "<account>|<session>" scored by expir
 def check_account_id(account_id: object, field: str = "account_id") -> str:
     if not isinstance(account_id, str) or not _ID.match(account_id):
         raise AccountError(
-            field, f"expected 1-64 of [A-Za-z0-9_.-] starting with a letter or digit, got {account_id!r}"
+            field,
+            f"expected 1-64 of [A-Za-z0-9_.-] starting with a letter or digit, got {account_id!r}",
         )
     return account_id
 
@@ -58,7 +59,7 @@ class AccountKeys:
 
     @property
     def base(self) -> str:
-        tag = "{a:%s}" % self.root
+        tag = "{a:" + self.root + "}"
         return tag if self.root == self.account_id else f"{tag}:{self.account_id}"
 
     @property

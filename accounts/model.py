@@ -5,6 +5,7 @@ Plain dataclasses; all money is int micro-units; times are UTC seconds, dates lo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from accounts.errors import (  # noqa: F401  (re-exported: the API names them from here too)
@@ -95,3 +96,120 @@ class OpResult:
     code: str  # "ok", "no_credit", "suspended", "stale", ...
     account: Account | None
     detail: dict = field(default_factory=dict)
+
+
+# --- decoding the Redis representation (shared by the store and the audit) -------------------
+
+
+def text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def pairs(flat) -> dict[str, str]:
+    """A flat HGETALL-style list (or a dict) of bytes/str into a str -> str dict."""
+    if isinstance(flat, dict):
+        return {text(k): text(v) for k, v in flat.items()}
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def credit_limit_of(raw: str) -> int | None:
+    return None if raw == "u" else int(raw)
+
+
+def bucket_from_json(bucket_id: str, raw: str) -> Bucket:
+    d = json.loads(raw)
+    dest = d.get("dest")
+    return Bucket(
+        id=bucket_id,
+        kind=d["kind"],
+        service=d.get("service"),
+        destinations=tuple(dest) if isinstance(dest, list) and dest else None,
+        remaining=int(d["remaining"]),
+        initial=int(d["initial"]),
+        valid_from=int(d["valid_from"]),
+        valid_to=int(d["valid_to"]) if "valid_to" in d else None,
+        priority=int(d["priority"]),
+        source=d["source"],
+        reserved=int(d.get("reserved", 0)),
+    )
+
+
+def reservation_from_json(session: str, raw: str) -> Reservation:
+    d = json.loads(raw)
+    units = d.get("units") or {}
+    return Reservation(
+        session=session,
+        money=int(d["money"]),
+        units={k: int(v) for k, v in units.items()},
+        expires_at=int(d["expires_at"]),
+        service=d.get("service"),
+    )
+
+
+def account_from_hashes(acct, buckets, reservations, counters) -> Account:
+    """Build an Account from the four hashes of an account (flat lists or dicts)."""
+    a = pairs(acct)
+    subs = json.loads(a.get("subs") or "[]")
+    if isinstance(subs, dict):  # cjson writes an empty list as {}
+        subs = []
+    return Account(
+        id=a["id"],
+        currency=a["currency"],
+        status=a["status"],
+        credit_limit=credit_limit_of(a["cl"]),
+        balance=int(a["bal"]),
+        reserved=int(a["rsv"]),
+        bill_cycle_day=int(a["bcd"]),
+        parent=a.get("parent") or None,
+        msisdns=tuple(m for m in a.get("msisdns", "").split(",") if m),
+        subscriptions=tuple(Subscription(s["offer"], s["from"], s.get("to")) for s in subs),
+        buckets=tuple(
+            sorted(
+                (bucket_from_json(k, v) for k, v in pairs(buckets).items()),
+                key=lambda b: (b.valid_to is None, b.valid_to or 0, b.priority, b.id),
+            )
+        ),
+        reservations=tuple(
+            sorted(
+                (reservation_from_json(k, v) for k, v in pairs(reservations).items()),
+                key=lambda r: r.session,
+            )
+        ),
+        counters={k: int(v) for k, v in sorted(pairs(counters).items())},
+    )
+
+
+_INT_FIELDS = ("balance", "reserved", "remaining", "initial", "valid_from", "valid_to", "priority")
+
+
+def decode_delta(d: dict) -> dict:
+    """A ledger delta with its integer strings turned into ints (credit_limit "u" -> None)."""
+    out: dict = {}
+    for key, value in d.items():
+        if key in _INT_FIELDS or key == "bcd":
+            out[key] = int(value)
+        elif key == "credit_limit":
+            out[key] = credit_limit_of(value)
+        elif key == "counters":
+            out[key] = {k: int(v) for k, v in value.items()}
+        elif key in ("buckets", "new_buckets"):
+            out[key] = {bid: decode_delta(v) for bid, v in value.items()}
+        elif key == "record":
+            out[key] = json.loads(value)
+        elif key == "create":
+            out[key] = decode_delta(value)
+        else:
+            out[key] = value
+    return out
+
+
+def ledger_entry(entry_id, fields) -> dict:
+    """One ledger stream entry as {"id", "op", "op_id", "ts", **delta}."""
+    f = pairs(fields)
+    return {
+        "id": text(entry_id),
+        "op": f["op"],
+        "op_id": f["op_id"],
+        "ts": int(f["ts"]),
+        **decode_delta(json.loads(f["d"])),
+    }

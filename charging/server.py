@@ -15,8 +15,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from proto.ccs.v1 import accounts_pb2, billing_pb2, billing_pb2_grpc, charging_pb2, charging_pb2_grpc
-from proto.ccs.v1 import accounts_pb2_grpc
+from proto.ccs.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    billing_pb2,
+    billing_pb2_grpc,
+    charging_pb2,
+    charging_pb2_grpc,
+)
 
 log = logging.getLogger("ccs.server")
 

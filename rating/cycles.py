@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,8 +23,10 @@ def _zone(tz_name: str) -> ZoneInfo:
 
 
 def _check_bcd(bill_cycle_day: int) -> int:
-    if isinstance(bill_cycle_day, bool) or not isinstance(bill_cycle_day, int) or not (
-        1 <= bill_cycle_day <= 31
+    if (
+        isinstance(bill_cycle_day, bool)
+        or not isinstance(bill_cycle_day, int)
+        or not (1 <= bill_cycle_day <= 31)
     ):
         raise ValueError(f"bill_cycle_day: expected an integer in 1..31, got {bill_cycle_day!r}")
     return bill_cycle_day
@@ -54,7 +56,7 @@ def _local_midnight_utc(d: date, zone: ZoneInfo) -> int:
     # fold=0: a midnight skipped by DST maps to the transition instant (the day's first
     # moment), a repeated midnight to its first occurrence; both are where the day begins.
     local = datetime(d.year, d.month, d.day, tzinfo=zone)
-    return int(local.astimezone(timezone.utc).timestamp())
+    return int(local.astimezone(UTC).timestamp())
 
 
 def cycle_dates(cycle: str, bill_cycle_day: int) -> tuple[date, date]:
@@ -76,7 +78,7 @@ def cycle_of(utc_s: int, bill_cycle_day: int, tz_name: str) -> str:
     """The cycle ``"YYYY-MM"`` that contains the instant ``utc_s`` (UTC seconds)."""
     zone = _zone(tz_name)
     bcd = _check_bcd(bill_cycle_day)
-    local = datetime.fromtimestamp(int(utc_s), tz=timezone.utc).astimezone(zone)
+    local = datetime.fromtimestamp(int(utc_s), tz=UTC).astimezone(zone)
     year, month = local.year, local.month
     # A cycle named after month M starts inside M, so the answer is M or the month before.
     if int(utc_s) < cycle_bounds(f"{year:04d}-{month:02d}", bcd, tz_name)[0]:
@@ -93,7 +95,7 @@ def cycle_days(cycle: str, bill_cycle_day: int, tz_name: str) -> int:
 
 def local_date(utc_s: int, tz_name: str) -> date:
     """The local calendar date of the instant ``utc_s`` in ``tz_name``."""
-    return datetime.fromtimestamp(int(utc_s), tz=timezone.utc).astimezone(_zone(tz_name)).date()
+    return datetime.fromtimestamp(int(utc_s), tz=UTC).astimezone(_zone(tz_name)).date()
 
 
 def local_midnight_utc(d: date, tz_name: str) -> int:

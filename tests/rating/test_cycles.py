@@ -1,6 +1,6 @@
 """Billing cycles: month ends, leap years, DST, and exact tiling of time."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +10,7 @@ from rating.cycles import cycle_bounds, cycle_dates, cycle_days, cycle_of
 
 
 def utc(*args) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp())
+    return int(datetime(*args, tzinfo=UTC).timestamp())
 
 
 def test_bcd_31_in_february_of_leap_year_2028():
@@ -18,7 +18,10 @@ def test_bcd_31_in_february_of_leap_year_2028():
     start, end = cycle_bounds("2028-02", 31, "Europe/Berlin")
     assert start == utc(2028, 2, 28, 23)  # 29 Feb 2028 00:00 local
     assert end == utc(2028, 3, 30, 22)  # 31 Mar 2028 00:00 local (CEST, UTC+2)
-    assert cycle_dates("2028-02", 31) == (datetime(2028, 2, 29).date(), datetime(2028, 3, 31).date())
+    assert cycle_dates("2028-02", 31) == (
+        datetime(2028, 2, 29).date(),
+        datetime(2028, 3, 31).date(),
+    )
     assert cycle_days("2028-02", 31, "Europe/Berlin") == 31
     assert cycle_days("2027-02", 31, "Europe/Berlin") == 31  # 28 Feb .. 31 Mar
     assert cycle_days("2028-01", 31, "Europe/Berlin") == 29  # 31 Jan .. 29 Feb
@@ -65,7 +68,7 @@ def test_cycle_of_edges():
 @pytest.mark.parametrize("bcd", [1, 15, 28, 29, 30, 31])
 def test_cycles_tile_time_over_years(tz, bcd):
     cycles = [f"{y}-{m:02d}" for y in range(2025, 2031) for m in range(1, 13)]
-    for a, b in zip(cycles, cycles[1:]):
+    for a, b in zip(cycles, cycles[1:], strict=False):
         start_a, end_a = cycle_bounds(a, bcd, tz)
         start_b, _ = cycle_bounds(b, bcd, tz)
         assert end_a == start_b

@@ -1,0 +1,26 @@
+-- create: write a new account, its subscriptions (with their gifts) and this cycle's allowances.
+-- KEYS: the six account keys of _lib.lua.
+-- ARGV: op id, fingerprint, context, params {id, currency, cl ("u" | digits), bcd, parent?,
+--   msisdns [..], subs [subscription..]} (subscription: {offer, from, to?, base, from_utc,
+--   to_utc?, allow [{name, service, units, dest?}], gifts [gift], topup [{min, gift}]}).
+-- Returns: answer {code "ok"}; error "exists" when the account is there already.
+local r = replay()
+if r then return r end
+if redis.call('EXISTS', K_ACCT) == 1 then
+  return err('exists', 'account_id', 'account ' .. P.id .. ' already exists')
+end
+local msisdns = table.concat(P.msisdns or {}, ',')
+redis.call('HSET', K_ACCT, 'id', P.id, 'currency', P.currency, 'status', 'active', 'cl', P.cl,
+  'bal', '0', 'rsv', '0', 'bcd', P.bcd, 'parent', P.parent or '', 'msisdns', msisdns,
+  'subs', '[]', 'created', I(NOW))
+ledger('create', {create = {currency = P.currency, status = 'active', credit_limit = P.cl,
+  balance = 0, reserved = 0, bcd = P.bcd, parent = P.parent or '', msisdns = msisdns}})
+local a = load_acct()
+local ngifts = 0
+for _, s in ipairs(P.subs or {}) do
+  local c = sub_conflict(a, s)
+  if c then return c end  -- Python checks the same before calling; defensive only
+  ngifts = ngifts + add_sub(a, s, ngifts)
+end
+grant_cycle(a)
+return finish('ok', {})

@@ -1,0 +1,545 @@
+"""AccountStore: the accounts API over Redis, one atomic Lua script per operation.
+
+Validates in Python (clear errors naming the field), then runs the verb's script by SHA with
+the account's keys; every verb is idempotent on its op id and appends its deltas to a ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from datetime import date
+
+import redis
+
+from accounts.errors import (
+    AccountError,
+    AccountExists,
+    CurrencyMismatch,
+    InvalidAmount,
+    InvalidState,
+    OpIdConflict,
+    UnknownAccount,
+)
+from accounts.keys import (
+    EXPIRY_INDEX,
+    AccountKeys,
+    check_account_id,
+    check_msisdn,
+    expiry_member,
+    lookup_key,
+    msisdn_key,
+)
+from accounts.model import (
+    MAX_AMOUNT,
+    STATUSES,
+    Account,
+    OpResult,
+    account_from_hashes,
+    credit_limit_of,
+    ledger_entry,
+    text,
+)
+from accounts.scripts import registry
+from rating.cycles import cycle_bounds, cycle_dates, cycle_of, local_date, local_midnight_utc
+
+OP_TTL_S = 35 * 86400  # op ids are remembered this long (longer than any retry or redelivery)
+_ERRORS = {
+    "unknown": UnknownAccount,
+    "exists": AccountExists,
+    "opid_conflict": OpIdConflict,
+    "invalid_state": InvalidState,
+    "amount": InvalidAmount,
+}
+_NUMERIC = {
+    "covered", "granted_money", "available", "covered_units", "charged", "from_buckets",
+    "released_money", "released_units", "balance", "expires_at",
+}  # fmt: skip
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _amount(value, field: str, *, negative: bool = False, zero: bool = True) -> int:
+    """An int micro-unit amount within the exact range of Lua numbers (|x| <= 2^53 - 1)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidAmount(
+            field, f"expected int micro-units, got {type(value).__name__} {value!r}"
+        )
+    if value < 0 and not negative:
+        raise InvalidAmount(field, f"must not be negative, got {value}")
+    if value == 0 and not zero:
+        raise InvalidAmount(field, "must not be zero")
+    if abs(value) > MAX_AMOUNT:
+        raise InvalidAmount(field, f"{value} is beyond 2^53 - 1, the exact range of Redis Lua")
+    return value
+
+
+def _text_arg(value, field: str, *, optional: bool = False, limit: int = 256) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise AccountError(field, f"expected a non-empty string of at most {limit} characters")
+    return value
+
+
+def _iso_date(value, field: str) -> str:
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise AccountError(field, f"expected a date YYYY-MM-DD, got {value!r}")
+    try:
+        date.fromisoformat(value)
+    except ValueError as exc:
+        raise AccountError(field, f"not a calendar date: {value!r}") from exc
+    return value
+
+
+def _cl_arg(credit_limit) -> str:
+    if credit_limit is None:
+        return "u"
+    return str(_amount(credit_limit, "credit_limit"))
+
+
+def _counters_arg(counters) -> dict[str, str]:
+    if counters is None:
+        return {}
+    if not isinstance(counters, dict):
+        raise AccountError("counters", "expected a dict of counter key -> int delta")
+    out = {}
+    for key, value in counters.items():
+        _text_arg(key, "counters")
+        out[key] = str(_amount(value, f"counters[{key}]", negative=True))
+    return out
+
+
+class AccountStore:
+    """Accounts and balances in Redis; see docs/accounts.md for the key layout."""
+
+    def __init__(self, r: redis.Redis, catalog, *, clock=time.time, grace_s: int = 30):
+        self.r = r
+        self.catalog = catalog
+        self.clock = clock
+        self.grace_s = grace_s
+        self.scripts = registry()
+        # account id -> (keys, bill_cycle_day): both fixed at creation, so cached per process
+        self._meta: dict[str, tuple[AccountKeys, int]] = {}
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def _lookup(self, account_id: str, field: str = "account_id") -> tuple[AccountKeys, int]:
+        meta = self._meta.get(account_id)
+        if meta is None:
+            check_account_id(account_id, field)
+            raw = self.r.get(lookup_key(account_id))
+            if raw is None:
+                raise UnknownAccount(field, f"no account {account_id!r}")
+            root, bcd = text(raw).split()
+            meta = self._meta[account_id] = (AccountKeys(account_id, root), int(bcd))
+        return meta
+
+    def _context(self, bcd: int, now: int) -> str:
+        tz = self.catalog.timezone
+        cycle = cycle_of(now, bcd, tz)
+        cs, ce = cycle_bounds(cycle, bcd, tz)
+        csd, ced = cycle_dates(cycle, bcd)
+        return json.dumps({
+            "now": str(now), "today": local_date(now, tz).isoformat(), "cycle": cycle,
+            "cs": str(cs), "ce": str(ce), "csd": csd.isoformat(), "ced": ced.isoformat(),
+            "ttl": str(OP_TTL_S),
+        })  # fmt: skip
+
+    @staticmethod
+    def _fingerprint(verb: str, account_id: str, content) -> str:
+        blob = json.dumps([verb, account_id, content], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode()).hexdigest()[:24]
+
+    def _args(self, verb, account_id, op_id, params, content, bcd, now):
+        _text_arg(op_id, "op_id")
+        return [
+            op_id,
+            self._fingerprint(verb, account_id, content),
+            self._context(bcd, now),
+            json.dumps(params),
+        ]
+
+    def _call(
+        self,
+        verb: str,
+        account_id: str,
+        op_id: str,
+        params: dict,
+        content,
+        *,
+        now: int | None = None,
+        index: tuple[str, str, int] | None = None,
+    ) -> OpResult:
+        """Run ``verb``; ``index`` = ("add"|"rem", session, score) also maintains the expiry
+        index in the same round trip (a pipeline)."""
+        keys, bcd = self._lookup(account_id)
+        now = self.now() if now is None else now
+        argv = self._args(verb, account_id, op_id, params, content, bcd, now)
+        script = getattr(self.scripts, verb)
+        if index is None:
+            reply = script(self.r, keys.script_keys(op_id), argv)
+        else:
+            pipe = self.r.pipeline(transaction=False)
+            script(pipe, keys.script_keys(op_id), argv)
+            member = expiry_member(account_id, index[1])
+            if index[0] == "add":
+                pipe.zadd(EXPIRY_INDEX, {member: index[2]})
+            else:
+                pipe.zrem(EXPIRY_INDEX, member)
+            reply = self.scripts.execute(pipe, self.r)[0]
+        return self._result(account_id, op_id, reply)
+
+    @staticmethod
+    def _result(account_id: str, op_id: str, reply) -> OpResult:
+        answer = json.loads(text(reply[0]))
+        if "error" in answer:
+            cls = _ERRORS.get(answer["error"], AccountError)
+            raise cls(answer.get("field", "account_id"), f"{account_id}: {answer['message']}")
+        detail = {
+            k: (int(v) if k in _NUMERIC and isinstance(v, str) else v)
+            for k, v in answer.get("detail", {}).items()
+        }
+        if isinstance(detail.get("gifts"), dict):  # cjson writes an empty list as {}
+            detail["gifts"] = []
+        account = account_from_hashes(*reply[2:6])
+        return OpResult(op_id, reply[1] == 1, answer["code"], account, detail)
+
+    def _sub_params(self, offer_name, from_date, to_date, now: int) -> dict:
+        offer = self.catalog.offers.get(offer_name) if isinstance(offer_name, str) else None
+        if offer is None:
+            raise InvalidState("offer", f"no offer {offer_name!r} in the catalog")
+        tz = self.catalog.timezone
+        start = _iso_date(from_date, "from_date") if from_date else local_date(now, tz).isoformat()
+        sub = {
+            "offer": offer.name,
+            "from": start,
+            "base": offer.tariff is not None,
+            "from_utc": str(local_midnight_utc(date.fromisoformat(start), tz)),
+            "allow": [],
+            "gifts": [],
+            "topup": [],
+        }
+        if to_date is not None:
+            if _iso_date(to_date, "to_date") < start:
+                raise AccountError("to_date", f"{to_date} is before from_date {start}")
+            sub["to"] = to_date
+            sub["to_utc"] = str(local_midnight_utc(date.fromisoformat(to_date), tz))
+        for al in offer.allowances:
+            item = {"name": al.name, "service": al.service, "units": str(al.units)}
+            if al.destinations is not None:
+                item["dest"] = list(al.destinations)
+            sub["allow"].append(item)
+        for promo in offer.promotions:
+            g = promo.gift
+            gift = {"valid_days": str(g.valid_days)}
+            if g.money is not None:
+                gift["money"] = str(g.money)
+            else:
+                gift["service"] = g.service
+                gift["units"] = str(g.units)
+            if promo.on == "subscribe":
+                sub["gifts"].append(gift)
+            elif promo.on == "topup":
+                sub["topup"].append({"min": str(promo.min_amount), "gift": gift})
+        return sub
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    def create_account(
+        self,
+        account_id: str,
+        *,
+        credit_limit: int | None = 0,
+        currency: str | None = None,
+        msisdns=(),
+        bill_cycle_day: int = 1,
+        parent: str | None = None,
+        offers=(),
+        op_id: str | None = None,
+    ) -> Account:
+        check_account_id(account_id)
+        cl = _cl_arg(credit_limit)
+        if currency is not None and currency != self.catalog.currency:
+            raise CurrencyMismatch(
+                "currency", f"{currency!r}: accounts are kept in {self.catalog.currency}"
+            )
+        if (
+            isinstance(bill_cycle_day, bool)
+            or not isinstance(bill_cycle_day, int)
+            or not (1 <= bill_cycle_day <= 31)
+        ):
+            raise AccountError("bill_cycle_day", f"expected 1..31, got {bill_cycle_day!r}")
+        if isinstance(msisdns, str):
+            msisdns = (msisdns,)
+        msisdns = tuple(check_msisdn(m) for m in msisdns)
+        if len(set(msisdns)) != len(msisdns):
+            raise AccountError("msisdns", "an MSISDN is listed twice")
+        root = account_id
+        if parent is not None:
+            if parent == account_id:
+                raise AccountError("parent", "an account cannot be its own parent")
+            root = self._lookup(parent, "parent")[0].root
+        now = self.now()
+        if isinstance(offers, str):
+            offers = (offers,)
+        subs = [self._sub_params(o, None, None, now) for o in offers]
+        if sum(1 for s in subs if s["base"]) > 1:
+            raise InvalidState("offers", "at most one base offer can be active")
+        if len({s["offer"] for s in subs}) != len(subs):
+            raise InvalidState("offers", "an offer is listed twice")
+        op_id = op_id or f"create:{account_id}"
+        _text_arg(op_id, "op_id")
+
+        # Global indexes first (other slots): a taken id or MSISDN is refused before the
+        # account is written; what this call set is removed again if the create fails.
+        taken: list[str] = []
+        value = f"{root} {bill_cycle_day}"
+        if self.r.set(lookup_key(account_id), value, nx=True):
+            taken.append(lookup_key(account_id))
+        elif text(self.r.get(lookup_key(account_id))) != value:
+            raise AccountExists("account_id", f"account {account_id!r} already exists")
+        try:
+            for m in msisdns:
+                if self.r.set(msisdn_key(m), account_id, nx=True):
+                    taken.append(msisdn_key(m))
+                elif text(self.r.get(msisdn_key(m))) != account_id:
+                    raise AccountExists("msisdns", f"MSISDN {m} belongs to another account")
+            params = {
+                "id": account_id,
+                "currency": self.catalog.currency,
+                "cl": cl,
+                "bcd": str(bill_cycle_day),
+                "msisdns": list(msisdns),
+                "subs": subs,
+            }
+            if parent is not None:
+                params["parent"] = parent
+            content = [cl, bill_cycle_day, parent, list(msisdns), sorted(offers)]
+            result = self._call("create", account_id, op_id, params, content, now=now)
+        except BaseException:
+            if taken:
+                self.r.delete(*taken)
+            self._meta.pop(account_id, None)
+            raise
+        return result.account
+
+    def get_account(self, account_id: str) -> Account:
+        keys, _ = self._lookup(account_id)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(keys.account)
+        pipe.hgetall(keys.buckets)
+        pipe.hgetall(keys.reservations)
+        pipe.hgetall(keys.counters)
+        acct, buckets, rsv, ctr = pipe.execute()
+        if not acct:
+            raise UnknownAccount("account_id", f"no account {account_id!r}")
+        return account_from_hashes(acct, buckets, rsv, ctr)
+
+    def resolve(self, subscriber: str) -> str:
+        """An account id or an MSISDN -> the account id (UnknownAccount when neither)."""
+        _text_arg(subscriber, "subscriber")
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(lookup_key(subscriber))
+        pipe.get(msisdn_key(subscriber))
+        is_id, owner = pipe.execute()
+        if is_id:
+            return subscriber
+        if owner is not None:
+            return text(owner)
+        raise UnknownAccount("subscriber", f"no account or MSISDN {subscriber!r}")
+
+    # --- money --------------------------------------------------------------------------------
+
+    def topup(
+        self, account_id, amount: int, *, op_id: str, currency: str | None = None
+    ) -> OpResult:
+        _amount(amount, "amount", zero=False)
+        if currency is not None and currency != self.catalog.currency:
+            raise CurrencyMismatch(
+                "currency", f"{currency!r}: the account is in {self.catalog.currency}"
+            )
+        return self._call("topup", account_id, op_id, {"amount": str(amount)}, [amount])
+
+    def adjust(self, account_id, amount: int, *, op_id: str, reason: str = "") -> OpResult:
+        _amount(amount, "amount", negative=True, zero=False)
+        params = {"amount": str(amount), "reason": reason}
+        return self._call("adjust", account_id, op_id, params, [amount, reason])
+
+    def refund(self, account_id, amount: int, *, op_id: str, reason: str = "") -> OpResult:
+        _amount(amount, "amount", zero=False)
+        params = {"amount": str(amount), "reason": reason}
+        return self._call("refund", account_id, op_id, params, [amount, reason])
+
+    def set_status(self, account_id, status: str, *, op_id: str, reason: str = "") -> OpResult:
+        if status not in STATUSES:
+            raise AccountError("status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
+        params = {"status": status, "reason": reason}
+        return self._call("set_status", account_id, op_id, params, [status, reason])
+
+    def change_payment_type(self, account_id, credit_limit: int | None, *, op_id: str) -> OpResult:
+        cl = _cl_arg(credit_limit)
+        result = self._call("change_payment_type", account_id, op_id, {"cl": cl}, [cl])
+        if isinstance(result.detail.get("previous"), str):
+            result.detail["previous"] = credit_limit_of(result.detail["previous"])
+        return result
+
+    def subscribe(
+        self,
+        account_id,
+        offer: str,
+        *,
+        op_id: str,
+        from_date: str | None = None,
+        to_date: str | None = None,
+    ) -> OpResult:
+        sub = self._sub_params(offer, from_date, to_date, self.now())
+        content = [offer, sub["from"], to_date]
+        return self._call("subscribe", account_id, op_id, {"sub": sub}, content)
+
+    # --- sessions and events ------------------------------------------------------------------
+
+    def reserve(
+        self,
+        account_id,
+        session: str,
+        *,
+        op_id: str,
+        money: int,
+        service: str | None = None,
+        destination: str | None = None,
+        units: int = 0,
+        expected_covered: int | None = None,
+        validity_s: int = 300,
+    ) -> OpResult:
+        _text_arg(session, "session", limit=512)
+        _amount(money, "money")
+        _amount(units, "units")
+        if expected_covered is not None:
+            _amount(expected_covered, "expected_covered")
+        if isinstance(validity_s, bool) or not isinstance(validity_s, int) or validity_s <= 0:
+            raise AccountError("validity_s", f"expected a positive int, got {validity_s!r}")
+        _text_arg(service, "service", optional=True)
+        _text_arg(destination, "destination", optional=True)
+        now = self.now()
+        params = {
+            "session": session,
+            "money": str(money),
+            "units": str(units),
+            "expires_at": str(now + validity_s),
+        }
+        for k, v in (("service", service), ("dest", destination)):
+            if v is not None:
+                params[k] = v
+        if expected_covered is not None:
+            params["expected"] = str(expected_covered)
+        content = [session, money, units, service, destination, expected_covered, validity_s]
+        return self._call(
+            "reserve",
+            account_id,
+            op_id,
+            params,
+            content,
+            now=now,
+            index=("add", session, now + validity_s),
+        )
+
+    def commit(
+        self,
+        account_id,
+        session: str,
+        *,
+        op_id: str,
+        charge: int,
+        units: int = 0,
+        service: str | None = None,
+        destination: str | None = None,
+        counters: dict[str, int] | None = None,
+        release: bool = False,
+        record: dict | None = None,
+    ) -> OpResult:
+        _text_arg(session, "session", limit=512)
+        _amount(charge, "charge")
+        _amount(units, "units")
+        _text_arg(service, "service", optional=True)
+        _text_arg(destination, "destination", optional=True)
+        ctr = _counters_arg(counters)
+        params = {
+            "session": session,
+            "charge": str(charge),
+            "units": str(units),
+            "counters": ctr,
+            "release": bool(release),
+        }
+        for k, v in (("service", service), ("dest", destination)):
+            if v is not None:
+                params[k] = v
+        if record is not None:
+            params["record"] = json.dumps(record, sort_keys=True)
+        content = [session, charge, units, service, destination, ctr, bool(release), record]
+        index = ("rem", session, 0) if release else None
+        return self._call("commit", account_id, op_id, params, content, index=index)
+
+    def release(self, account_id, session: str, *, op_id: str, reason: str = "release") -> OpResult:
+        _text_arg(session, "session", limit=512)
+        params = {"session": session, "reason": reason, "expired_only": False}
+        return self._call(
+            "release", account_id, op_id, params, [session, reason], index=("rem", session, 0)
+        )
+
+    def release_expired(
+        self, account_id: str, session: str, *, expires_at: int, now: int | None = None
+    ) -> OpResult:
+        """Release ``session`` only if its reservation expired more than grace_s ago; the
+        script re-checks, so racing sweepers and a renewal in between are harmless."""
+        op_id = f"sweep:{session}:{expires_at}"
+        params = {
+            "session": session,
+            "reason": "expired",
+            "expired_only": True,
+            "grace": str(self.grace_s),
+        }
+        return self._call("release", account_id, op_id, params, [session, "expired"], now=now)
+
+    def debit(
+        self,
+        account_id,
+        *,
+        op_id: str,
+        charge: int,
+        units: int = 0,
+        service=None,
+        destination=None,
+        counters=None,
+        expected_covered: int | None = None,
+        record: dict | None = None,
+    ) -> OpResult:
+        _amount(charge, "charge")
+        _amount(units, "units")
+        if expected_covered is not None:
+            _amount(expected_covered, "expected_covered")
+        _text_arg(service, "service", optional=True)
+        _text_arg(destination, "destination", optional=True)
+        ctr = _counters_arg(counters)
+        params = {"charge": str(charge), "units": str(units), "counters": ctr}
+        for k, v in (("service", service), ("dest", destination)):
+            if v is not None:
+                params[k] = v
+        if expected_covered is not None:
+            params["expected"] = str(expected_covered)
+        if record is not None:
+            params["record"] = json.dumps(record, sort_keys=True)
+        content = [charge, units, service, destination, ctr, expected_covered, record]
+        return self._call("debit", account_id, op_id, params, content)
+
+    # --- history ------------------------------------------------------------------------------
+
+    def ledger(self, account_id, *, count: int = 100, after: str = "-") -> list[dict]:
+        """Ledger entries oldest first, ``count`` at most, strictly after entry id ``after``."""
+        keys, _ = self._lookup(account_id)
+        start = "-" if after == "-" else f"({after}"
+        return [ledger_entry(i, f) for i, f in self.r.xrange(keys.ledger, start, "+", count=count)]
