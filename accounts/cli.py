@@ -14,10 +14,21 @@ import time
 import uuid
 from datetime import UTC, date, datetime
 
-from accounts.errors import AccountError, InvalidAmount
+import redis
+
+from accounts.errors import (
+    AccountError,
+    AccountExists,
+    CurrencyMismatch,
+    InvalidState,
+    OpIdConflict,
+    UnknownAccount,
+)
 from rating.money import MoneyError, format_money, parse_money
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+# what the domain refuses (exit 1); every other AccountError is bad input (exit 2)
+_REFUSALS = (UnknownAccount, AccountExists, OpIdConflict, InvalidState, CurrencyMismatch)
 
 
 class UsageError(Exception):
@@ -103,6 +114,38 @@ def account_to_dict(account, now: int, catalog=None) -> dict:
     }
 
 
+_LEDGER_MONEY = ("balance", "reserved", "credit_limit")
+_BUCKET_MONEY = ("remaining", "initial", "reserved")
+
+
+def ledger_to_dict(entry: dict) -> dict:
+    """A store ledger entry for people and JSON: ``time`` in ISO UTC, and the money deltas
+    (balance, reserved, credit limit, also inside ``create``, and new money buckets) as
+    decimal strings. Deltas of existing buckets stay integers in the bucket's own unit
+    (micro-units for a money bucket): the entry does not say the bucket's kind."""
+
+    def money_fields(d: dict) -> dict:
+        out = dict(d)
+        for key in _LEDGER_MONEY:
+            if key in out:
+                value = out[key]
+                out[key] = "unlimited" if value is None else money_text(value)
+        return out
+
+    rest = {k: v for k, v in entry.items() if k not in ("id", "op", "op_id", "ts")}
+    out = {"id": entry["id"], "op": entry["op"], "op_id": entry["op_id"],
+           "time": utc_text(entry.get("ts")), **money_fields(rest)}
+    if isinstance(out.get("create"), dict):
+        out["create"] = money_fields(out["create"])
+    if isinstance(out.get("new_buckets"), dict):
+        out["new_buckets"] = {
+            bid: {k: money_text(v) if b.get("kind") == "money" and k in _BUCKET_MONEY else v
+                  for k, v in b.items()}
+            for bid, b in out["new_buckets"].items()
+        }
+    return out
+
+
 def account_text(account, now: int, catalog=None) -> str:
     """A readable multi-line summary of an account for `ccs accounts show`."""
     d = account_to_dict(account, now, catalog)
@@ -156,6 +199,7 @@ class _Session:
         self._client = None
         self._embedded = None
         self._store = None
+        self._catalog = None
 
     @property
     def client(self):
@@ -176,7 +220,7 @@ class _Session:
 
     @property
     def catalog(self):
-        if not hasattr(self, "_catalog"):
+        if self._catalog is None:
             path = self.args.catalog
             if not path:
                 raise UsageError("--catalog: no catalog given (pass --catalog FILE or set CCS_CATALOG)")
@@ -200,25 +244,20 @@ def _runner(verb: str, handler):
         session = _Session(args)
         try:
             return handler(session, args)
-        except (UsageError, MoneyError, InvalidAmount) as exc:
-            print(f"ccs accounts {verb}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except AccountError as exc:
+        except _REFUSALS as exc:
             print(f"ccs accounts {verb}: refused: {exc}", file=sys.stderr)
             return EXIT_REFUSED
-        except _redis_errors() as exc:
+        except (UsageError, MoneyError, AccountError) as exc:
+            # any other AccountError is input the store validated: a bad id, MSISDN, date, ...
+            print(f"ccs accounts {verb}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             print(f"ccs accounts {verb}: Redis unavailable: {exc}", file=sys.stderr)
             return EXIT_REFUSED
         finally:
             session.close()
 
     return run
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.ConnectionError, redis.TimeoutError)
 
 
 # --- argument helpers -------------------------------------------------------------------------
@@ -287,14 +326,27 @@ def _create(session, args) -> int:
     if not 1 <= args.bill_cycle_day <= 31:
         raise UsageError(f"--bill-cycle-day: expected 1..31, got {args.bill_cycle_day}")
     op_id = _op_id(args)
-    account = session.store.create_account(
+    store = session.store
+    # create_account answers a retried op id with the account; say that nothing changed
+    existed = _exists(store, args.id)
+    account = store.create_account(
         args.id, credit_limit=limit, currency=args.currency, msisdns=tuple(args.msisdn),
         bill_cycle_day=args.bill_cycle_day, parent=args.parent, offers=tuple(args.offer),
         op_id=op_id)
+    if existed:
+        print(f"already applied (op-id {op_id}): nothing changed")
     limit_text = "unlimited" if account.credit_limit is None else money_text(account.credit_limit)
     print(f"{account.id}: created; {account.payment_type}, currency {account.currency}, "
           f"credit limit {limit_text}, balance {money_text(account.balance)}")
     return EXIT_OK
+
+
+def _exists(store, account_id: str) -> bool:
+    try:
+        store.get_account(account_id)
+    except UnknownAccount:
+        return False
+    return True
 
 
 def _show(session, args) -> int:
@@ -353,18 +405,24 @@ def _subscribe(session, args) -> int:
 def _ledger(session, args) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit: expected a positive count, got {args.limit}")
-    entries = session.store.ledger(args.id, count=args.limit, after=args.after)
+    entries = [ledger_to_dict(e) for e in
+               session.store.ledger(args.id, count=args.limit, after=args.after)]
     if args.json:
-        print(json.dumps(entries, indent=2, default=str))
+        print(json.dumps(entries, indent=2))
         return EXIT_OK
-    for entry in entries:
-        rest = {k: v for k, v in entry.items() if k not in ("id", "op", "op_id")}
-        fields = " ".join(f"{k}={v}" for k, v in rest.items())
-        print(f"{entry.get('id', '-')}  {entry.get('op', '-')}  op-id {entry.get('op_id', '-')}"
-              + (f"  {fields}" if fields else ""))
+    for e in entries:
+        rest = " ".join(f"{k}={_compact(v)}" for k, v in e.items()
+                        if k not in ("id", "op", "op_id", "time"))
+        print(f"{e['id']}  {e['time']}  {e['op']}  op-id {e['op_id']}" + (f"  {rest}" if rest else ""))
     if not entries:
         print("(no ledger entries)")
     return EXIT_OK
+
+
+def _compact(value) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
 
 
 def _audit(session, args) -> int:

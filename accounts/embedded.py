@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -136,8 +138,8 @@ class EmbeddedRedis:
         if proc is None:
             return
         if proc.poll() is None:
-            try:
-                self.client(socket_timeout=timeout).shutdown(nosave=True)
+            try:  # no retry: the server closing the connection is the expected answer
+                self.client(socket_timeout=timeout, retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
                 pass
             try:

@@ -7,13 +7,13 @@ status codes whose message names the field (INVALID_ARGUMENT, NOT_FOUND, FAILED_
 from __future__ import annotations
 
 import functools
-import time
+import json
 
 import grpc
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from accounts.cli import money_text
+from accounts.cli import ledger_to_dict, money_text
 from accounts.errors import (
     AccountError,
     AccountExists,
@@ -98,7 +98,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
     # --- protobuf builders ----------------------------------------------------------------
 
     def _now(self) -> int:
-        return int(time.time())
+        return self.store.now()
 
     def _unit(self, service: str | None) -> str:
         services = getattr(self.catalog, "services", None) or {}
@@ -270,10 +270,13 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
 
 def _ledger_entry(entry: dict) -> pb.LedgerEntry:
-    rest = {k: v for k, v in entry.items() if k not in ("id", "op", "op_id", "time")}
-    msg = pb.LedgerEntry(id=str(entry.get("id", "")), op=str(entry.get("op", "")),
-                         op_id=str(entry.get("op_id", "")),
-                         fields={k: str(v) for k, v in rest.items()})
-    if entry.get("time") is not None:
-        msg.time.CopyFrom(Timestamp(seconds=int(entry["time"])))
+    """A ledger entry on the wire: money deltas as decimal strings, nested deltas as JSON."""
+    d = ledger_to_dict(entry)
+    rest = {k: v for k, v in d.items() if k not in ("id", "op", "op_id", "time")}
+    msg = pb.LedgerEntry(
+        id=d["id"], op=d["op"], op_id=d["op_id"],
+        fields={k: v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+                for k, v in rest.items()})
+    if entry.get("ts") is not None:
+        msg.time.CopyFrom(Timestamp(seconds=int(entry["ts"])))
     return msg

@@ -49,7 +49,7 @@ def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16) 
     """Create and start a server on `listen` (HOST:PORT; port 0 picks a free one).
 
     `store` (accounts.store.AccountStore) enables the Accounts service; without it the
-    Accounts calls answer UNAVAILABLE. Charging and Billing answer UNIMPLEMENTED until built.
+    Accounts calls answer UNIMPLEMENTED too. Charging and Billing answer UNIMPLEMENTED until built.
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     charging_pb2_grpc.add_ChargingServicer_to_server(charging_pb2_grpc.ChargingServicer(), server)
