@@ -86,6 +86,7 @@ class _Parser:
     def __init__(self):
         self.issues: list[CatalogIssue] = []
         self._construct = SafeConstructor()
+        self._key_of: dict[int, Node] = {}  # id(value node) -> its key node, for key errors
 
     # -- generic node helpers -------------------------------------------------------------
     def err(self, path: str, node: Node | None, message: str) -> None:
@@ -114,10 +115,15 @@ class _Parser:
                 self.err(_join(path, key), k, f"unknown key{hint}")
                 continue
             out[key] = v
+            self._key_of[id(v)] = k
         for key in required:
             if key not in out:
                 self.err(_join(path, key), node if node.start_mark else None, "missing")
         return out
+
+    def err_key(self, path: str, value: Node, message: str) -> None:
+        """An issue about a mapping key (a name), reported on the key's line."""
+        self.err(path, self._key_of.get(id(value), value), message)
 
     def sequence(self, node, path) -> list[Node] | None:
         if not isinstance(node, SequenceNode):
@@ -263,7 +269,7 @@ class _Parser:
         for name, sn in m.items():
             path = _join("services", name)
             if not _NAME.match(name):
-                self.err(path, sn, f"invalid service name {name!r}")
+                self.err_key(path, sn, f"invalid service name {name!r}")
                 continue
             sm = self.mapping(sn, path, ("unit", "default_quota"))
             if sm is None:
@@ -290,7 +296,7 @@ class _Parser:
         for name, dn in (self.mapping(node, "destinations") or {}).items():
             path = _join("destinations", name)
             if not _NAME.match(name):
-                self.err(path, dn, f"invalid destination name {name!r}")
+                self.err_key(path, dn, f"invalid destination name {name!r}")
             items = self.sequence(dn, path)
             if items is None:
                 continue
@@ -352,7 +358,7 @@ class _Parser:
             for sname, sn in (self.mapping(tn, tpath) or {}).items():
                 spath = _join(tpath, sname)
                 if sname not in services:
-                    self.err(spath, sn, f"unknown service {sname!r} (declare it under services:)")
+                    self.err_key(spath, sn, f"unknown service {sname!r} (declare it under services:)")
                 items = self.sequence(sn, spath)
                 if items is None:
                     continue

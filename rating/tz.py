@@ -60,7 +60,7 @@ def _parse_tzif(data: bytes) -> tuple[list[int], list[int], int, str]:
         pos += timecnt * 5 + typecnt * 6 + charcnt + leap * 8 + isstd + isut
         isut, isstd, leap, timecnt, typecnt, charcnt = header(pos)
         pos, tsize = pos + 44, 8
-    fmt = ">%d%s" % (timecnt, "q" if tsize == 8 else "l")
+    fmt = f">{timecnt}{'q' if tsize == 8 else 'l'}"
     times = list(struct.unpack(fmt, data[pos : pos + timecnt * tsize]))
     pos += timecnt * tsize
     idx = list(data[pos : pos + timecnt])
