@@ -1,7 +1,8 @@
 """The ledger audit: replays every account's ledger from its creation entry and compares.
 
 Checks balance, reserved, status, credit limit, each bucket's remaining and reserved, and the
-counters against the stored state, plus that reservations add up to what is held.
+counters against the stored state, plus that reservations add up to what is held (for a
+parent: its own sessions' money and what its children's sessions hold on it).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from dataclasses import dataclass
 
 import redis
 
-from accounts.keys import AccountKeys, lookup_key
-from accounts.model import account_from_hashes, ledger_entry, text
+from accounts.keys import AccountKeys, lookup_key, parse_lookup
+from accounts.model import account_from_hashes, ledger_entry, pairs, reservation_from_json, text
 
 
 @dataclass
@@ -62,13 +63,22 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
     raw = r.get(lookup_key(account_id))
     if raw is None:
         return [AuditFinding(account_id, "account", None, "no lookup key")]
-    keys = AccountKeys(account_id, text(raw).split()[0])
-    # one MULTI: the state and the ledger are read at the same instant
-    pipe = r.pipeline(transaction=True)
-    for key in (keys.account, keys.buckets, keys.reservations, keys.counters):
-        pipe.hgetall(key)
-    pipe.xrange(keys.ledger, "-", "+")
-    acct, bk, rsv, ctr, entries = pipe.execute()
+    keys, _ = parse_lookup(account_id, text(raw))
+    # one MULTI: the state, the ledger and the children's reservations are read at the same
+    # instant; the children set is read first and again inside (retried if it grew between)
+    kids = sorted(text(k) for k in r.smembers(keys.kids))
+    while True:
+        pipe = r.pipeline(transaction=True)
+        for key in (keys.account, keys.buckets, keys.reservations, keys.counters):
+            pipe.hgetall(key)
+        pipe.xrange(keys.ledger, "-", "+")
+        pipe.smembers(keys.kids)
+        for kid in kids:
+            pipe.hgetall(AccountKeys(kid, keys.root).reservations)
+        acct, bk, rsv, ctr, entries, now_kids, *kid_rsv = pipe.execute()
+        if sorted(text(k) for k in now_kids) == kids:
+            break
+        kids = sorted(text(k) for k in now_kids)
     if not acct:
         return [AuditFinding(account_id, "account", None, "lookup key without account")]
     stored = account_from_hashes(acct, bk, rsv, ctr)
@@ -97,7 +107,12 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
     for k in sorted(set(stored.counters) | set(counters)):
         check(f"counter:{k}", stored.counters.get(k, 0), counters.get(k, 0))
     # invariants of the stored state itself: reservations add up to what is held
-    check("reservations.money", stored.reserved, sum(x.money for x in stored.reservations))
+    lent = sum(
+        reservation_from_json(session, raw).parent_money
+        for flat in kid_rsv
+        for session, raw in pairs(flat).items()
+    )
+    check("reservations.money", stored.reserved, sum(x.money for x in stored.reservations) + lent)
     for b in stored.buckets:
         held = sum(x.units.get(b.id, 0) for x in stored.reservations)
         check(f"reservations.units:{b.id}", b.reserved, held)

@@ -33,8 +33,19 @@ def check_msisdn(msisdn: object, field: str = "msisdns") -> str:
 
 
 def lookup_key(account_id: str) -> str:
-    """String key holding the account's root id (itself for a root): how keys are found."""
+    """String key "<root> <bill_cycle_day>[ <parent>]" (root = itself for a root account):
+    how an account's keys are found."""
     return f"acct:{account_id}"
+
+
+def lookup_value(root: str, bill_cycle_day: int, parent: str | None) -> str:
+    return f"{root} {bill_cycle_day}" + (f" {parent}" if parent else "")
+
+
+def parse_lookup(account_id: str, value: str) -> tuple[AccountKeys, int]:
+    """The account's keys and bill-cycle day from its lookup value."""
+    root, bcd, *parent = value.split()
+    return AccountKeys(account_id, root, parent[0] if parent else None), int(bcd)
 
 
 def msisdn_key(msisdn: str) -> str:
@@ -50,12 +61,25 @@ def split_expiry_member(member: str) -> tuple[str, str]:
     return account_id, session
 
 
+RESERVATIONS_PATTERN = "{a:*:rsv"  # SCAN MATCH for every account's reservations hash
+_RSV_KEY = re.compile(r"^\{a:([^:{}]+)\}(?::([^:{}]+))?:rsv$")
+
+
+def account_of_reservations_key(key: str) -> str | None:
+    """``{a:<id>}:rsv`` -> id, ``{a:<root>}:<child>:rsv`` -> child; None for other keys."""
+    m = _RSV_KEY.match(key)
+    if m is None:
+        return None
+    return m.group(2) or m.group(1)
+
+
 @dataclass(frozen=True)
 class AccountKeys:
     """All keys of one account; ``base`` is ``{a:<id>}`` or ``{a:<root>}:<id>`` for a child."""
 
     account_id: str
     root: str
+    parent: str | None = None  # the account whose money a child draws on
 
     @property
     def base(self) -> str:
@@ -82,6 +106,10 @@ class AccountKeys:
     def ledger(self) -> str:  # stream of deltas, one entry per change
         return f"{self.base}:led"
 
+    @property
+    def kids(self) -> str:  # set: ids of the accounts whose parent this is
+        return f"{self.base}:kids"
+
     def op(self, op_id: str) -> str:  # string: "<fingerprint>|<first answer>", with a TTL
         return f"{self.base}:op:{op_id}"
 
@@ -95,3 +123,11 @@ class AccountKeys:
             self.ledger,
             self.op(op_id),
         ]
+
+    def parent_keys(self) -> list[str]:
+        """KEYS[7..10] of a child's family-aware scripts: the parent's account hash, buckets,
+        ledger and children set (same slot: every key of the family has the root's tag)."""
+        if self.parent is None:
+            return []
+        p = AccountKeys(self.parent, self.root)
+        return [p.account, p.buckets, p.ledger, p.kids]

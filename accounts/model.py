@@ -45,10 +45,15 @@ class Bucket:
 @dataclass
 class Reservation:
     session: str
-    money: int
+    money: int  # money held on this account
     units: dict[str, int]  # bucket id -> units held
     expires_at: int
     service: str | None
+    parent_money: int = 0  # a child's session: money held on its parent's account
+
+    @property
+    def total_money(self) -> int:
+        return self.money + self.parent_money
 
 
 @dataclass
@@ -143,6 +148,7 @@ def reservation_from_json(session: str, raw: str) -> Reservation:
         units={k: int(v) for k, v in units.items()},
         expires_at=int(d["expires_at"]),
         service=d.get("service"),
+        parent_money=int(d.get("pmoney", 0)),
     )
 
 
@@ -179,7 +185,10 @@ def account_from_hashes(acct, buckets, reservations, counters) -> Account:
     )
 
 
-_INT_FIELDS = ("balance", "reserved", "remaining", "initial", "valid_from", "valid_to", "priority")
+_INT_FIELDS = (
+    "balance", "reserved", "remaining", "initial", "valid_from", "valid_to", "priority",
+    "parent_reserved", "from_parent",
+)  # fmt: skip
 
 
 def decode_delta(d: dict) -> dict:

@@ -30,7 +30,9 @@ from accounts.keys import (
     check_msisdn,
     expiry_member,
     lookup_key,
+    lookup_value,
     msisdn_key,
+    parse_lookup,
 )
 from accounts.model import (
     MAX_AMOUNT,
@@ -40,6 +42,7 @@ from accounts.model import (
     account_from_hashes,
     credit_limit_of,
     ledger_entry,
+    reservation_from_json,
     text,
 )
 from accounts.scripts import registry
@@ -55,8 +58,10 @@ _ERRORS = {
 }
 _NUMERIC = {
     "covered", "granted_money", "available", "covered_units", "charged", "from_buckets",
-    "released_money", "released_units", "balance", "expires_at",
+    "released_money", "released_units", "balance", "expires_at", "from_parent",
 }  # fmt: skip
+# verbs that settle money on a child's parent too: they get the parent's keys (KEYS[7..10])
+_FAMILY_VERBS = frozenset({"create", "reserve", "commit", "release", "debit"})
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -135,9 +140,12 @@ class AccountStore:
             raw = self.r.get(lookup_key(account_id))
             if raw is None:
                 raise UnknownAccount(field, f"no account {account_id!r}")
-            root, bcd = text(raw).split()
-            meta = self._meta[account_id] = (AccountKeys(account_id, root), int(bcd))
+            meta = self._meta[account_id] = parse_lookup(account_id, text(raw))
         return meta
+
+    def account_keys(self, account_id: str) -> AccountKeys:
+        """The Redis keys of an account (UnknownAccount when there is none)."""
+        return self._lookup(account_id)[0]
 
     def _context(self, bcd: int, now: int) -> str:
         tz = self.catalog.timezone
@@ -176,23 +184,49 @@ class AccountStore:
         index: tuple[str, str, int] | None = None,
     ) -> OpResult:
         """Run ``verb``; ``index`` = ("add"|"rem", session, score) also maintains the expiry
-        index in the same round trip (a pipeline)."""
+        index in the same round trip (a pipeline); see ``_settle_index`` for "add"."""
         keys, bcd = self._lookup(account_id)
         now = self.now() if now is None else now
         argv = self._args(verb, account_id, op_id, params, content, bcd, now)
         script = getattr(self.scripts, verb)
+        script_keys = keys.script_keys(op_id)
+        if verb in _FAMILY_VERBS:
+            script_keys += keys.parent_keys()
         if index is None:
-            reply = script(self.r, keys.script_keys(op_id), argv)
-        else:
-            pipe = self.r.pipeline(transaction=False)
-            script(pipe, keys.script_keys(op_id), argv)
-            member = expiry_member(account_id, index[1])
-            if index[0] == "add":
-                pipe.zadd(EXPIRY_INDEX, {member: index[2]})
-            else:
-                pipe.zrem(EXPIRY_INDEX, member)
-            reply = self.scripts.execute(pipe, self.r)[0]
-        return self._result(account_id, op_id, reply)
+            return self._result(account_id, op_id, script(self.r, script_keys, argv))
+        pipe = self.r.pipeline(transaction=False)
+        script(pipe, script_keys, argv)
+        member = expiry_member(account_id, index[1])
+        if index[0] == "rem":
+            pipe.zrem(EXPIRY_INDEX, member)
+            return self._result(account_id, op_id, self.scripts.execute(pipe, self.r)[0])
+        # GT: a new entry is added, an existing one only ever moves later, never earlier
+        pipe.zadd(EXPIRY_INDEX, {member: index[2]}, gt=True)
+        try:
+            result = self._result(account_id, op_id, self.scripts.execute(pipe, self.r)[0])
+        except AccountError:
+            self._settle_index(keys, member, index[1], index[2], None)
+            raise
+        self._settle_index(keys, member, index[1], index[2], result.account)
+        return result
+
+    def _settle_index(self, keys: AccountKeys, member: str, session: str, score: int, account):
+        """Make the entry written with a reserve match the reservation: if it does not (a
+        refusal, an error, a retried op id), remove it, read the reservation, re-index it at
+        its real expiry if it exists. Remove-then-read keeps a racing successful reserve of
+        the session indexed: its ZADD follows its script, which follows our read."""
+        held = None
+        if account is not None:
+            held = next((x for x in account.reservations if x.session == session), None)
+        if held is not None and held.expires_at == score:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrem(EXPIRY_INDEX, member)
+        pipe.hget(keys.reservations, session)
+        _, raw = pipe.execute()
+        if raw is not None:
+            expires_at = reservation_from_json(session, text(raw)).expires_at
+            self.r.zadd(EXPIRY_INDEX, {member: expires_at})
 
     @staticmethod
     def _result(account_id: str, op_id: str, reply) -> OpResult:
@@ -283,7 +317,7 @@ class AccountStore:
         if parent is not None:
             if parent == account_id:
                 raise AccountError("parent", "an account cannot be its own parent")
-            root = self._lookup(parent, "parent")[0].root
+            root = self._lookup(parent, "parent")[0].root  # the family's slot: the root's tag
         now = self.now()
         if isinstance(offers, str):
             offers = (offers,)
@@ -298,7 +332,7 @@ class AccountStore:
         # Global indexes first (other slots): a taken id or MSISDN is refused before the
         # account is written; what this call set is removed again if the create fails.
         taken: list[str] = []
-        value = f"{root} {bill_cycle_day}"
+        value = lookup_value(root, bill_cycle_day, parent)
         if self.r.set(lookup_key(account_id), value, nx=True):
             taken.append(lookup_key(account_id))
         elif text(self.r.get(lookup_key(account_id))) != value:
@@ -339,6 +373,29 @@ class AccountStore:
         if not acct:
             raise UnknownAccount("account_id", f"no account {account_id!r}")
         return account_from_hashes(acct, buckets, rsv, ctr)
+
+    def family_available(self, account_id: str, now: int | None = None) -> int | None:
+        """What a reserve or debit of the account may take now: its own available plus, for a
+        child, what its parent lends (the parent's available, at least 0, when the parent is
+        active); None = unlimited. Read at one instant (MULTI)."""
+        keys = self.account_keys(account_id)
+        now = self.now() if now is None else int(now)
+        family = [keys] + ([AccountKeys(keys.parent, keys.root)] if keys.parent else [])
+        pipe = self.r.pipeline(transaction=True)
+        for k in family:
+            pipe.hgetall(k.account)
+            pipe.hgetall(k.buckets)
+        flat = pipe.execute()
+        if not flat[0]:
+            raise UnknownAccount("account_id", f"no account {account_id!r}")
+        own = account_from_hashes(flat[0], flat[1], {}, {}).available(now)
+        if keys.parent is None or own is None or not flat[2]:
+            return own
+        parent = account_from_hashes(flat[2], flat[3], {}, {})
+        if parent.status != "active":
+            return own
+        lend = parent.available(now)
+        return None if lend is None else own + max(lend, 0)
 
     def resolve(self, subscriber: str) -> str:
         """An account id or an MSISDN -> the account id (UnknownAccount when neither)."""

@@ -7,8 +7,14 @@ reservation's own expires_at inside Redis, so several sweepers may run at once.
 from __future__ import annotations
 
 from accounts.errors import UnknownAccount
-from accounts.keys import EXPIRY_INDEX, split_expiry_member
-from accounts.model import text
+from accounts.keys import (
+    EXPIRY_INDEX,
+    RESERVATIONS_PATTERN,
+    account_of_reservations_key,
+    expiry_member,
+    split_expiry_member,
+)
+from accounts.model import pairs, reservation_from_json, text
 
 
 def sweep_expired(store, now: int | None = None, limit: int = 1000) -> int:
@@ -37,4 +43,37 @@ def sweep_expired(store, now: int | None = None, limit: int = 1000) -> int:
         # drop the entry unless a new reservation of the session re-indexed it meanwhile
         if r.zscore(EXPIRY_INDEX, member) == score:
             r.zrem(EXPIRY_INDEX, member)
+    return released
+
+
+def sweep_unindexed(store, now: int | None = None, scan_count: int = 500) -> int:
+    """The slow path: read every account's reservations hash (SCAN), release those expired
+    past the grace period whether indexed or not, and index the live ones the index lacks.
+
+    Only a crash between a reserve's script and its index write (or a lost index) needs
+    this; run it rarely (e.g. hourly). Safe beside ``sweep_expired`` and other sweepers: the
+    release re-checks inside Redis under the same op id as the fast path would use. Returns
+    how many reservations this call released."""
+    now = store.now() if now is None else int(now)
+    r = store.r
+    released = 0
+    for raw_key in r.scan_iter(match=RESERVATIONS_PATTERN, count=scan_count, _type="hash"):
+        key = text(raw_key)
+        account_id = account_of_reservations_key(key)
+        if account_id is None:
+            continue
+        try:
+            if store.account_keys(account_id).reservations != key:
+                continue  # an op key or another hash that only looks like one
+        except UnknownAccount:
+            continue
+        for session, raw in pairs(r.hgetall(key)).items():
+            expires_at = reservation_from_json(session, raw).expires_at
+            member = expiry_member(account_id, session)
+            if expires_at + store.grace_s > now:
+                r.zadd(EXPIRY_INDEX, {member: expires_at}, nx=True)
+                continue
+            res = store.release_expired(account_id, session, expires_at=expires_at, now=now)
+            if res.applied and res.detail.get("found"):
+                released += 1
     return released

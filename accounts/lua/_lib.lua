@@ -1,6 +1,8 @@
 -- _lib.lua: shared prelude, prepended to every verb script by accounts/scripts.py.
 -- KEYS (all verbs): 1 account hash, 2 buckets hash, 3 reservations hash, 4 counters hash,
---   5 ledger stream, 6 op-id key.
+--   5 ledger stream, 6 op-id key; for a child account, the family-aware verbs (create,
+--   reserve, commit, release, debit) also get its parent's 7 account hash, 8 buckets hash,
+--   9 ledger stream, 10 children set (same slot: the family shares the root's hash tag).
 -- ARGV (all verbs): 1 op id, 2 request fingerprint, 3 context JSON {now, today, cycle, cs, ce,
 --   csd, ced, ttl} (cycle bounds in UTC s and local dates), 4 verb parameters JSON.
 -- Every verb returns {answer JSON, applied 0|1, account flat, buckets flat, reservations flat,
@@ -12,6 +14,10 @@ local OP_ID, FP = ARGV[1], ARGV[2]
 local CTX = cjson.decode(ARGV[3])
 local P = cjson.decode(ARGV[4])
 local NOW = tonumber(CTX.now)
+-- an account's keys as used by the helpers below: this account, and its parent if any
+local SELF = {acct = K_ACCT, bk = K_BK, led = K_LED}
+local PAR = nil
+if KEYS[7] then PAR = {acct = KEYS[7], bk = KEYS[8], led = KEYS[9], kids = KEYS[10]} end
 
 local function I(x) return string.format('%d', x) end
 local function N(x)
@@ -50,8 +56,8 @@ local function replay()
   return {string.sub(prev, bar + 1), 0, a, b, r, c}
 end
 
-local function ledger(verb, d)
-  redis.call('XADD', K_LED, '*', 'op', verb, 'op_id', OP_ID, 'ts', I(NOW), 'd', enc(d))
+local function ledger(verb, d, h)
+  redis.call('XADD', (h or SELF).led, '*', 'op', verb, 'op_id', OP_ID, 'ts', I(NOW), 'd', enc(d))
 end
 
 -- record the answer under the op id (unless store == false) and return it with the state
@@ -64,8 +70,8 @@ local function finish(code, detail, store)
   return {ans, 1, a, b, r, c}
 end
 
-local function load_acct()
-  local flat = redis.call('HGETALL', K_ACCT)
+local function load_acct(h)
+  local flat = redis.call('HGETALL', (h or SELF).acct)
   if #flat == 0 then return nil end
   local a = {}
   for i = 1, #flat, 2 do a[flat[i]] = flat[i + 1] end
@@ -91,8 +97,8 @@ local function bucket_json(b)
     valid_to = b.valid_to, priority = b.priority, source = b.source})
 end
 
-local function load_buckets()
-  local flat = redis.call('HGETALL', K_BK)
+local function load_buckets(h)
+  local flat = redis.call('HGETALL', (h or SELF).bk)
   local list, by_id = {}, {}
   for i = 1, #flat, 2 do
     local b = dec_bucket(flat[i], flat[i + 1])
@@ -102,7 +108,7 @@ local function load_buckets()
   return list, by_id
 end
 
-local function save_bucket(b) redis.call('HSET', K_BK, b.id, bucket_json(b)) end
+local function save_bucket(b, h) redis.call('HSET', (h or SELF).bk, b.id, bucket_json(b)) end
 
 local function valid(b)
   return b.valid_from <= NOW and (b.valid_to == nil or NOW < b.valid_to)
@@ -161,7 +167,7 @@ local function bdelta(d, id, field, v)
 end
 
 -- take up to `need` from the given candidates' free amount; returns what was taken
-local function take_free(cands, need, d, field)
+local function take_free(cands, need, d, field, h)
   local got = 0
   for _, b in ipairs(cands) do
     if got >= need then break end
@@ -169,21 +175,73 @@ local function take_free(cands, need, d, field)
     if t > 0 then
       if field == 'reserved' then b.reserved = b.reserved + t else b.remaining = b.remaining - t end
       bdelta(d, b.id, field, field == 'reserved' and t or -t)
-      save_bucket(b)
+      save_bucket(b, h)
       got = got + t
     end
   end
   return got
 end
 
-local function set_balance(a, v)
+local function set_balance(a, v, h)
   a.bal = I(v)
-  redis.call('HSET', K_ACCT, 'bal', a.bal)
+  redis.call('HSET', (h or SELF).acct, 'bal', a.bal)
 end
 
-local function set_reserved(a, v)
+local function set_reserved(a, v, h)
   a.rsv = I(v)
-  redis.call('HSET', K_ACCT, 'rsv', a.rsv)
+  redis.call('HSET', (h or SELF).acct, 'rsv', a.rsv)
+end
+
+-- charge `amount` to an account: valid money buckets soonest expiry first, then the balance;
+-- returns what came from buckets
+local function charge_money(a, list, amount, d, h)
+  local fb = take_free(money_candidates(list), amount, d, 'remaining', h)
+  if amount - fb ~= 0 then
+    set_balance(a, N(a.bal) - (amount - fb), h)
+    d.balance = (d.balance or 0) - (amount - fb)
+  end
+  return fb
+end
+
+-- --- parent accounts: a child draws on its parent's money ----------------------------------
+-- The parent's account and bucket list in a child's script; nil otherwise.
+local function load_parent()
+  if PAR == nil then return nil, nil end
+  local pa = load_acct(PAR)
+  if pa == nil then return nil, nil end
+  local plist = load_buckets(PAR)
+  return pa, plist
+end
+
+-- What the parent lends its child for a new hold: its available, never below 0 (nil =
+-- unlimited); a parent that is not active lends nothing.
+local function lends(pa, plist)
+  if pa == nil or pa.status ~= 'active' then return 0 end
+  local v = available(pa, plist)
+  if v == nil then return nil end
+  return math.max(v, 0)
+end
+
+-- the credit check's figure: own available, plus what the parent lends to a child
+local function family_available(own, lend)
+  if PAR == nil or own == nil then return own end
+  if lend == nil then return nil end
+  return own + lend
+end
+
+-- split `money` into (own part, parent part): the account's own available first, the parent
+-- takes the rest up to `lend` (nil = no limit); what neither covers stays on the account
+local function split(money, own, lend)
+  if PAR == nil or own == nil then return money, 0 end
+  local mine = math.min(money, math.max(own, 0))
+  local theirs = money - mine
+  if lend ~= nil then theirs = math.min(theirs, lend) end
+  return money - theirs, theirs
+end
+
+-- a parent's ledger entry for a child's operation, when the parent's state changed
+local function parent_ledger(verb, pd)
+  if pd.balance ~= nil or pd.reserved ~= nil or pd.buckets ~= nil then ledger(verb, pd, PAR) end
 end
 
 local function add_counters(counters, d)

@@ -1,19 +1,25 @@
 -- commit: charge used units and money for a session and free what the reservation held.
--- KEYS: the six account keys of _lib.lua.
+-- KEYS: the six account keys of _lib.lua, then a child's four parent keys.
 -- ARGV: op id, fingerprint, context, params {session, charge, units, service?, dest?,
 --   counters {key: delta}, release (bool), record?}.
 -- Units come from the buckets the session holds first, then other applicable buckets (soonest
--- expiry first); money from valid money buckets (soonest expiry first), then the balance,
--- without a credit check: the usage happened. Works on any status (the grant was given).
--- Returns: answer code "ok" {covered_units, charged, from_buckets, released_money}; error
---   "unknown".
+-- expiry first). The session's held money is freed first (all of it with release, else up to
+-- the charge, the account's own part first); then the charge is taken without a credit
+-- check (the usage happened): valid money buckets soonest expiry first, then the balance.
+-- A child pays from its own available first; its parent pays the rest up to what it lends
+-- (a parent that is no longer active: up to what this session held on it); what neither
+-- covers stays on the child. Works on any status (the grant was given).
+-- Returns: answer code "ok" {covered_units, charged, from_buckets, released_money,
+--   from_parent (child)}; error "unknown".
 local r = replay()
 if r then return r end
 local a = load_acct()
 if not a then return unknown() end
 grant_cycle(a)
 local list, by_id = load_buckets()
+local pa, plist = load_parent()
 local d = {session = P.session}
+local pd = {child = a.id, session = P.session}
 local units, charge = N(P.units), N(P.charge)
 local raw = redis.call('HGET', K_RSV, P.session)
 local res = raw and cjson.decode(raw) or nil
@@ -36,15 +42,39 @@ if res then
   end
 end
 if need > 0 then need = need - take_free(unit_candidates(list, P.service, P.dest), need, d, 'remaining') end
-local from_buckets = take_free(money_candidates(list), charge, d, 'remaining')
-local from_balance = charge - from_buckets
-if from_balance ~= 0 then
-  set_balance(a, N(a.bal) - from_balance)
-  d.balance = -from_balance
+-- free the held money
+local held_own = res and N(res.money) or 0
+local held_par = (res and pa) and N(res.pmoney) or 0
+local free_own, free_par = held_own, held_par
+if not P.release then
+  local f = math.min(charge, held_own + held_par)
+  free_own = math.min(f, held_own)
+  free_par = f - free_own
 end
-local held_money = res and N(res.money) or 0
-local free = math.min(charge, held_money)
-if P.release then free = held_money end
+if free_own ~= 0 then
+  set_reserved(a, N(a.rsv) - free_own)
+  d.reserved = -free_own
+end
+if free_par ~= 0 then
+  set_reserved(pa, N(pa.rsv) - free_par, PAR)
+  pd.reserved = -free_par
+  d.parent_reserved = -free_par
+end
+-- then charge: own available first, the parent's for the rest
+local lend = 0
+if pa ~= nil then
+  lend = lends(pa, plist)
+  if pa.status ~= 'active' then
+    local v = available(pa, plist)
+    lend = math.min(free_par, v == nil and free_par or math.max(v, 0))
+  end
+end
+local mine, theirs = split(charge, available(a, list), lend)
+local from_buckets = charge_money(a, list, mine, d)
+if theirs ~= 0 then
+  charge_money(pa, plist, theirs, pd, PAR)
+  d.from_parent = theirs
+end
 if res then
   if P.release then
     for id, n in pairs(res.units) do
@@ -57,16 +87,16 @@ if res then
     end
     redis.call('HDEL', K_RSV, P.session)
   else
-    res.money = held_money - free
+    res.money = held_own - free_own
+    if res.pmoney ~= nil then res.pmoney = N(res.pmoney) - free_par end
     redis.call('HSET', K_RSV, P.session, enc(res))
   end
 end
-if free ~= 0 then
-  set_reserved(a, N(a.rsv) - free)
-  d.reserved = -free
-end
 add_counters(P.counters, d)
 d.record = P.record
+parent_ledger('commit', pd)
 ledger('commit', d)
-return finish('ok', {covered_units = units - need, charged = charge, from_buckets = from_buckets,
-  released_money = free})
+local detail = {covered_units = units - need, charged = charge, from_buckets = from_buckets,
+  released_money = free_own + free_par}
+if PAR ~= nil then detail.from_parent = theirs end
+return finish('ok', detail)

@@ -1,8 +1,11 @@
 -- debit: an event charge with a credit check: units from applicable buckets, then money.
--- KEYS: the six account keys of _lib.lua.
+-- KEYS: the six account keys of _lib.lua, then a child's four parent keys.
+-- A child's credit check is its own available + what its parent lends; the charge is taken
+-- from the child's own available first, the rest from the parent (see reserve.lua).
 -- ARGV: op id, fingerprint, context, params {charge, units, service?, dest?, counters,
 --   expected?, record?}.
--- Returns: answer code "ok" {covered_units, charged, from_buckets, available?}; "stale"
+-- Returns: answer code "ok" {covered_units, charged, from_buckets, available?,
+--   from_parent (child)}; "stale"
 --   {covered}; "no_credit" {available, covered}; "suspended"; error "unknown".
 local r = replay()
 if r then return r end
@@ -11,6 +14,7 @@ if not a then return unknown() end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
 grant_cycle(a)
 local list = load_buckets()
+local pa, plist = load_parent()
 local units, charge = N(P.units), N(P.charge)
 local cands = unit_candidates(list, P.service, P.dest)
 local covered = 0
@@ -18,20 +22,25 @@ for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.rem
 if P.expected ~= nil and N(P.expected) ~= covered then
   return finish('stale', {covered = covered})
 end
-local avail = available(a, list)
+local own, lend = available(a, list), lends(pa, plist)
+local avail = family_available(own, lend)
 if avail ~= nil and charge > avail then
   return finish('no_credit', {available = avail, covered = covered})
 end
+local mine, theirs = split(charge, own, lend)
 local d = {}
 take_free(cands, units, d, 'remaining')
-local from_buckets = take_free(money_candidates(list), charge, d, 'remaining')
-if charge - from_buckets ~= 0 then
-  set_balance(a, N(a.bal) - (charge - from_buckets))
-  d.balance = -(charge - from_buckets)
+local from_buckets = charge_money(a, list, mine, d)
+if theirs ~= 0 then
+  local pd = {child = a.id}
+  charge_money(pa, plist, theirs, pd, PAR)
+  parent_ledger('debit', pd)
+  d.from_parent = theirs
 end
 add_counters(P.counters, d)
 d.record = P.record
 ledger('debit', d)
 local detail = {covered_units = covered, charged = charge, from_buckets = from_buckets}
 if avail ~= nil then detail.available = avail - charge end
+if PAR ~= nil then detail.from_parent = theirs end
 return finish('ok', detail)

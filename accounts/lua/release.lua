@@ -1,5 +1,6 @@
 -- release: free all money and units a session holds and forget its reservation.
--- KEYS: the six account keys of _lib.lua.
+-- KEYS: the six account keys of _lib.lua, then a child's four parent keys (money a child's
+--   session held on its parent is freed there, with a ledger entry on the parent).
 -- ARGV: op id, fingerprint, context, params {session, reason, expired_only (bool), grace}.
 -- With expired_only (the sweeper) the reservation is released only when expires_at + grace
 -- <= now, checked here, inside the script, so racing sweepers and renewals are safe.
@@ -32,6 +33,13 @@ if money ~= 0 then
   set_reserved(a, N(a.rsv) - money)
   d.reserved = -money
 end
+local pa = PAR and load_acct(PAR) or nil
+local pmoney = pa and N(res.pmoney) or 0
+if pmoney ~= 0 then
+  set_reserved(pa, N(pa.rsv) - pmoney, PAR)
+  d.parent_reserved = -pmoney
+  ledger('release', {child = a.id, session = P.session, reason = P.reason, reserved = -pmoney}, PAR)
+end
 redis.call('HDEL', K_RSV, P.session)
 ledger('release', d)
-return finish('ok', {found = true, released_money = money, released_units = units})
+return finish('ok', {found = true, released_money = money + pmoney, released_units = units})

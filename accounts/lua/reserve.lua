@@ -1,10 +1,13 @@
 -- reserve: hold units on applicable unit buckets (soonest expiry first) and money for the rest.
--- KEYS: the six account keys of _lib.lua.
+-- KEYS: the six account keys of _lib.lua, then a child's four parent keys.
 -- ARGV: op id, fingerprint, context, params {session, money, units, service?, dest?,
 --   expected? (covered units the caller priced with), expires_at}.
--- Returns: answer code "ok" {covered, granted_money, available?}; "stale" {covered} when the
---   buckets cover another amount than expected; "no_credit" {available, covered};
---   "suspended" for a non-active account; error "unknown".
+-- A child's credit check is its own available + what its parent lends (_lib.lua: lends);
+-- the hold goes on the child's own available first, the rest on the parent, and the
+-- reservation records both parts (money, pmoney) so commit/release settle each account.
+-- Returns: answer code "ok" {covered, granted_money, available?, from_parent (child)};
+--   "stale" {covered} when the buckets cover another amount than expected; "no_credit"
+--   {available, covered}; "suspended" for a non-active account; error "unknown".
 local r = replay()
 if r then return r end
 local a = load_acct()
@@ -12,6 +15,7 @@ if not a then return unknown() end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
 grant_cycle(a)
 local list = load_buckets()
+local pa, plist = load_parent()
 local units, money = N(P.units), N(P.money)
 -- count coverage first, write nothing until every check has passed
 local covered = 0
@@ -20,25 +24,34 @@ for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.rem
 if P.expected ~= nil and N(P.expected) ~= covered then
   return finish('stale', {covered = covered})
 end
-local avail = available(a, list)
+local own, lend = available(a, list), lends(pa, plist)
+local avail = family_available(own, lend)
 if avail ~= nil and money > avail then
   return finish('no_credit', {available = avail, covered = covered})
 end
+local mine, theirs = split(money, own, lend)
 local d = {session = P.session}
 take_free(cands, units, d, 'reserved')
 local res = redis.call('HGET', K_RSV, P.session)
 res = res and cjson.decode(res) or {money = '0', units = {}}
-res.money = N(res.money) + money
+res.money = N(res.money) + mine
+if theirs ~= 0 or res.pmoney ~= nil then res.pmoney = N(res.pmoney) + theirs end
 for id, t in pairs(d.buckets or {}) do res.units[id] = N(res.units[id]) + t.reserved end
 res.expires_at = N(P.expires_at)
 res.service = P.service
 res.dest = P.dest
 redis.call('HSET', K_RSV, P.session, enc(res))
-if money ~= 0 then
-  set_reserved(a, N(a.rsv) + money)
-  d.reserved = money
+if mine ~= 0 then
+  set_reserved(a, N(a.rsv) + mine)
+  d.reserved = mine
+end
+if theirs ~= 0 then
+  set_reserved(pa, N(pa.rsv) + theirs, PAR)
+  d.parent_reserved = theirs
+  ledger('reserve', {child = a.id, session = P.session, reserved = theirs}, PAR)
 end
 ledger('reserve', d)
 local detail = {covered = covered, granted_money = money}
 if avail ~= nil then detail.available = avail - money end
+if PAR ~= nil then detail.from_parent = theirs end
 return finish('ok', detail)

@@ -163,3 +163,29 @@ def test_sigkill_mid_load_then_aof_reload_keeps_every_acknowledged_op(tmp_path):
         assert store.get_account("acc1").balance == sum(applied.values())
     finally:
         server.cleanup()
+
+
+def test_fast_and_slow_sweepers_racing_release_each_reservation_once(store, redis_client):
+    from accounts.sweeper import sweep_unindexed
+
+    store.create_account("acc1", credit_limit=None)
+    for i in range(40):
+        store.reserve("acc1", f"s{i}", op_id=f"r{i}", money=EUR, validity_s=60)
+    redis_client.zrem("rsv:expiry", *[f"acc1|s{i}" for i in range(0, 40, 2)])
+    counts = []
+
+    def sweep(fn):
+        counts.append(fn(store, now=T0 + 100))
+
+    fns = [sweep_expired, sweep_unindexed, sweep_expired, sweep_unindexed]
+    threads = [threading.Thread(target=sweep, args=(fn,)) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts) == 40
+    assert sweep_expired(store, now=T0 + 100) == 0 and redis_client.zcard("rsv:expiry") == 0
+    releases = [e for e in store.ledger("acc1", count=1000) if e["op"] == "release"]
+    assert len(releases) == 40
+    assert store.get_account("acc1").reserved == 0
+    assert audit(store.r) == []

@@ -402,3 +402,59 @@ def test_commit_after_the_reservation_was_swept_still_charges(store, clock):
     )
     assert (d.code, d.detail["covered_units"], d.account.balance) == ("ok", 300, 4_790_000)
     assert audit(store.r) == []
+
+
+def test_expiry_index_holds_exactly_the_granted_reservations(store, clock, redis_client):
+    def score(session):
+        return redis_client.zscore("rsv:expiry", f"acc1|{session}")
+
+    store.create_account("acc1", offers=["smart"])
+    store.topup("acc1", 5 * EUR, op_id="t1")
+    assert store.reserve("acc1", "s1", op_id="r1", money=6 * EUR).code == "no_credit"
+    assert score("s1") is None
+    assert store.reserve("acc1", "s2", op_id="r2", money=EUR, validity_s=60).code == "ok"
+    assert score("s2") == T0 + 60
+    st = store.reserve(
+        "acc1", "s3", op_id="r3", money=0, service="data", units=10, expected_covered=5
+    )
+    assert st.code == "stale" and score("s3") is None
+    with pytest.raises(OpIdConflict):
+        store.reserve("acc1", "s4", op_id="r2", money=EUR)
+    assert score("s4") is None and score("s2") == T0 + 60
+    store.set_status("acc1", "suspended", op_id="st1")
+    assert store.reserve("acc1", "s5", op_id="r5", money=1).code == "suspended"
+    assert score("s5") is None
+    store.set_status("acc1", "active", op_id="st2")
+    # a refused renewal leaves the session's entry at its real expiry, and so does a retry
+    clock.t = T0 + 10
+    assert store.reserve("acc1", "s2", op_id="r6", money=5 * EUR).code == "no_credit"
+    assert score("s2") == T0 + 60
+    clock.t = T0 + 20
+    assert store.reserve("acc1", "s2", op_id="r2", money=EUR, validity_s=60).applied is False
+    assert score("s2") == T0 + 60
+    assert store.reserve("acc1", "s2", op_id="r7", money=0, validity_s=60).code == "ok"
+    assert score("s2") == T0 + 80
+    assert redis_client.zcard("rsv:expiry") == 1
+
+
+def test_sweep_unindexed_releases_what_the_index_lost(store, redis_client):
+    from accounts.sweeper import sweep_expired, sweep_unindexed
+
+    store.create_account("acc1")
+    store.topup("acc1", 5 * EUR, op_id="t1")
+    store.create_account("kid", parent="acc1")
+    store.reserve("acc1", "s1", op_id="r1", money=EUR, validity_s=60)
+    store.reserve("kid", "s2", op_id="r2", money=2 * EUR, validity_s=600)
+    redis_client.delete("rsv:expiry")  # as if the process died between script and index
+    assert sweep_expired(store, now=T0 + 100) == 0
+    assert sweep_unindexed(store, now=T0 + 100) == 1
+    acct = store.get_account("acc1")
+    assert (acct.reserved, [r.session for r in acct.reservations]) == (2 * EUR, [])
+    assert redis_client.zrange("rsv:expiry", 0, -1, withscores=True) == [
+        (b"kid|s2", float(T0 + 600))
+    ]
+    assert sweep_unindexed(store, now=T0 + 100) == 0
+    assert sweep_expired(store, now=T0 + 700) == 1
+    assert store.get_account("acc1").reserved == 0
+    assert redis_client.zcard("rsv:expiry") == 0
+    assert audit(redis_client) == []
