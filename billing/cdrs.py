@@ -31,6 +31,7 @@ ACCOUNT_COLUMNS = ("account", "tariff", "discounts")
 MALFORMED = REASONS.index("malformed")
 DUPLICATE = REASONS.index("duplicate")
 UNKNOWN_ACCOUNT = REASONS.index("unknown_account")
+NO_RATE = REASONS.index("no_rate")
 MAX_DIGITS = 18  # int64 holds any 18-digit number; 19 could overflow
 
 # ISO 8601 start layout: YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH|+HHMM|+HH:MM)
@@ -119,7 +120,32 @@ def read_cdr_table(path: str | Path) -> pa.Table:
     return _read_strings(Path(path), CDR_COLUMNS)
 
 
-def read_accounts(path: str | Path, catalog: Catalog) -> dict[str, Plan]:
+@dataclass
+class AccountPlans:
+    """Accounts and their plans, columnar: account i is `names[i]` rated with `plans[plan_of[i]]`."""
+
+    names: pa.Array  # string, distinct
+    plan_of: np.ndarray  # int32 index into plans
+    plans: list[Plan]  # distinct plans
+
+    @classmethod
+    def from_dict(cls, accounts: Mapping[str, Plan]) -> AccountPlans:
+        index: dict[tuple, int] = {}  # Plan is not hashable; its fields are
+        plans: list[Plan] = []
+        plan_of = []
+        for p in accounts.values():
+            key = (p.tariff, tuple(p.discounts))
+            if key not in index:
+                index[key] = len(plans)
+                plans.append(p)
+            plan_of.append(index[key])
+        return cls(pa.array(list(accounts), pa.string()), np.array(plan_of, np.int32), plans)
+
+    def as_dict(self) -> dict[str, Plan]:
+        return {n: self.plans[k] for n, k in zip(self.names.to_pylist(), self.plan_of.tolist(), strict=False)}
+
+
+def read_accounts(path: str | Path, catalog: Catalog) -> AccountPlans:
     """Read `account,tariff,discounts` (discounts separated by `;`) into a plan per account.
 
     The whole file is refused (CdrFileError naming line and field) on any bad row: an account
@@ -129,27 +155,40 @@ def read_accounts(path: str | Path, catalog: Catalog) -> dict[str, Plan]:
     table = _read_strings(path, ("account", "tariff"))
     if _EXTRA in table.column_names:
         raise CdrFileError(f"{path}: some rows have the wrong number of fields")
-    names = table.column("account").to_pylist()
-    tariffs = table.column("tariff").to_pylist()
-    discounts = (
-        table.column("discounts").to_pylist() if "discounts" in table.column_names
-        else [""] * len(names)
-    )
-    plans: dict[str, Plan] = {}
-    # One Python step per account, not per CDR: account files are small next to CDR files.
-    for line, (name, tariff, disc) in enumerate(zip(names, tariffs, discounts), start=2):
-        if not name:
-            raise CdrFileError(f"{path}:{line}: account: empty")
-        if name in plans:
-            raise CdrFileError(f"{path}:{line}: account: {name!r} listed twice")
-        if tariff not in catalog.tariffs:
-            raise CdrFileError(f"{path}:{line}: tariff: unknown tariff {tariff!r}")
-        names_d = tuple(d.strip() for d in disc.split(";") if d.strip())
-        for d in names_d:
-            if d not in catalog.discounts:
-                raise CdrFileError(f"{path}:{line}: discounts: unknown discount {d!r}")
-        plans[name] = Plan(tariff=tariff, discounts=names_d)
-    return plans
+    n = table.num_rows
+    names = table.column("account").combine_chunks()
+    empty = np.flatnonzero(~_nonempty(names))
+    if len(empty):
+        raise CdrFileError(f"{path}:{empty[0] + 2}: account: empty")
+    codes = pc.dictionary_encode(names).indices.to_numpy()
+    if len(codes):
+        seen = np.concatenate([[-1], np.maximum.accumulate(codes)[:-1]])
+        twice = np.flatnonzero(codes <= seen)
+        if len(twice):
+            raise CdrFileError(f"{path}:{twice[0] + 2}: account: {names[int(twice[0])].as_py()!r} listed twice")
+    tariff = table.column("tariff").combine_chunks()
+    disc = (table.column("discounts").combine_chunks() if "discounts" in table.column_names
+            else pa.array([""] * n, pa.string()))
+    # One Python step per distinct (tariff, discounts) pair, not per account.
+    combo = pc.binary_join_element_wise(tariff, disc, "\x00")
+    enc = pc.dictionary_encode(combo)
+    combo_codes = enc.indices.to_numpy()
+    first = np.zeros(len(enc.dictionary), np.int64)
+    if n:
+        present, at = np.unique(combo_codes, return_index=True)
+        first[present] = at
+    plans = []
+    for k, text in enumerate(enc.dictionary.to_pylist()):
+        line = first[k] + 2
+        t, _, d = text.partition("\x00")
+        if t not in catalog.tariffs:
+            raise CdrFileError(f"{path}:{line}: tariff: unknown tariff {t!r}")
+        names_d = tuple(x.strip() for x in d.split(";") if x.strip())
+        for x in names_d:
+            if x not in catalog.discounts:
+                raise CdrFileError(f"{path}:{line}: discounts: unknown discount {x!r}")
+        plans.append(Plan(tariff=t, discounts=names_d))
+    return AccountPlans(names, combo_codes.astype(np.int32), plans)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,58 +233,52 @@ def parse_start(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """
     m, length = _string_matrix(arr, _START_WIDTH)
     n = len(length)
-    digit = (m >= 48) & (m <= 57)
-    val = m.astype(np.int64) - 48
+    d = m - np.uint8(48)  # digit values; anything that is not a digit wraps to >= 10
+    isdig = d < 10
     ok = (length >= 20) & (length <= _START_WIDTH)
     for p in _DIGIT_POS:
-        ok &= digit[:, p]
+        ok &= isdig[:, p]
     ok &= (m[:, 4] == 45) & (m[:, 7] == 45) & (m[:, 13] == 58) & (m[:, 16] == 58)
     ok &= (m[:, 10] == 84) | (m[:, 10] == 116) | (m[:, 10] == 32)
 
     def num(*pos):
         v = np.zeros(n, np.int64)
         for p in pos:
-            v = v * 10 + val[:, p]
+            v = v * 10 + d[:, p]
         return v
 
     year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
     hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
     dot = m[:, 19] == 46
-    run = np.cumprod(digit[:, 20:29], axis=1).sum(axis=1)  # fraction digits after the dot
+    run = np.zeros(n, np.int64)  # fraction digits after the dot
+    alive = dot.copy()
+    for p in range(20, 29):
+        alive &= isdig[:, p]
+        run += alive
     ok &= ~dot | (run >= 1)
     tz = np.where(dot, 20 + run, 19)
     tzlen = length - tz
     rows = np.arange(n)
-
-    def at(k):
-        return m[rows, np.minimum(tz + k, _START_WIDTH - 1)]
-
-    def dig(k):
-        return digit[rows, np.minimum(tz + k, _START_WIDTH - 1)]
-
-    t0 = at(0)
-    zulu = (tzlen == 1) & ((t0 == 90) | (t0 == 122))
-    signed = (t0 == 43) | (t0 == 45)
-    hh = signed & dig(1) & dig(2)
-    off_h = (val[rows, np.minimum(tz + 1, _START_WIDTH - 1)] * 10
-             + val[rows, np.minimum(tz + 2, _START_WIDTH - 1)])
-    colon = at(3) == 58
-    m_at = np.where(colon, 4, 3)
-    mm_ok = (dig(3) & dig(4) & (tzlen == 5)) | (colon & dig(4) & dig(5) & (tzlen == 6))
-    off_m = np.where(
-        tzlen >= 5,
-        val[rows, np.minimum(tz + m_at, _START_WIDTH - 1)] * 10
-        + val[rows, np.minimum(tz + m_at + 1, _START_WIDTH - 1)],
-        0,
-    )
-    offset_ok = hh & ((tzlen == 3) | mm_ok) & (off_h <= 23) & (off_m <= 59)
+    last = _START_WIDTH - 1
+    t = [m[rows, np.minimum(tz + k, last)] for k in range(6)]  # the zone designator's bytes
+    td = [x - np.uint8(48) for x in t]
+    dig = [x < 10 for x in td]
+    zulu = (tzlen == 1) & ((t[0] == 90) | (t[0] == 122))
+    signed = (t[0] == 43) | (t[0] == 45)
+    off_h = td[1].astype(np.int64) * 10 + td[2]
+    colon = t[3] == 58
+    hhmm = (tzlen == 5) & dig[3] & dig[4]
+    hh_mm = (tzlen == 6) & colon & dig[4] & dig[5]
+    off_m = np.where(hhmm, td[3].astype(np.int64) * 10 + td[4], 0)
+    off_m = np.where(hh_mm, td[4].astype(np.int64) * 10 + td[5], off_m)
+    offset_ok = signed & dig[1] & dig[2] & ((tzlen == 3) | hhmm | hh_mm) & (off_h <= 23) & (off_m <= 59)
     ok &= zulu | offset_ok
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     dim = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)]
     dim = dim + ((month == 2) & leap)
     ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= dim)
     ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
-    offset = np.where(offset_ok & ~zulu, (off_h * 3600 + off_m * 60) * np.where(t0 == 45, -1, 1), 0)
+    offset = np.where(offset_ok & ~zulu, (off_h * 3600 + off_m * 60) * np.where(t[0] == 45, -1, 1), 0)
     epoch = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
     return np.where(ok, epoch, 0), ok
 
@@ -283,7 +316,7 @@ class ParsedCdrs:
 def parse_cdrs(
     table: pa.Table,
     compiled,
-    accounts: Mapping[str, Plan] | None = None,
+    accounts: AccountPlans | Mapping[str, Plan] | None = None,
     default_plan: Plan | None = None,
 ) -> ParsedCdrs:
     """Validate a CDR table and build the engine batch.
@@ -330,14 +363,14 @@ def parse_cdrs(
 
     acct_col = pc.fill_null(col["account"], "")
     if accounts is not None:
-        names = list(accounts)
-        plans = list(dict.fromkeys(accounts.values()))
-        plan_index = {p: i for i, p in enumerate(plans)}
-        plan_of = np.array([plan_index[accounts[a]] for a in names] + [-1], np.int32)
-        account = pc.fill_null(pc.index_in(acct_col, value_set=pa.array(names, pa.string())), -1)
+        if not isinstance(accounts, AccountPlans):
+            accounts = AccountPlans.from_dict(accounts)
+        plans = accounts.plans
+        plan_of = np.append(accounts.plan_of, np.int32(-1))
+        account = pc.fill_null(pc.index_in(acct_col, value_set=accounts.names), -1)
         account = account.to_numpy().astype(np.int32)
         plan = plan_of[account]  # -1 -> the trailing -1
-        n_accounts = len(names)
+        n_accounts = len(accounts.names)
     else:
         enc = pc.dictionary_encode(acct_col)
         account = enc.indices.to_numpy().astype(np.int32)
@@ -469,17 +502,20 @@ STATUS_LABELS = ["rated", "duplicate", "rejected"]
 def rated_table(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: int) -> pa.Table:
     """The input columns followed by the rated columns, input order.
 
-    Rows not rated carry their destination name and band when known, and zero amounts.
+    Rows not rated have zero amounts; of them only `no_rate` rows name destination and band.
     """
     status, label = status_and_reason(parsed, rated)
     ok = rated.reason == 0
+    # where a row was found and why it has no rate helps the operator; other rejections
+    # (duplicates, unknown accounts, ...) stop before that and show none
+    located = ok | (rated.reason == NO_RATE)
     zero = np.zeros(len(ok), np.int64)
     out = parsed.table.drop_columns([c for c in OUTPUT_COLUMNS if c in parsed.table.column_names])
     new = {
         "status": _labels(status, STATUS_LABELS),
         "reason": _labels(label, REASON_LABELS),
-        "destination_name": _labels(rated.dest_name, compiled.destination_names),
-        "band": _labels(rated.band, compiled.band_names),
+        "destination_name": _labels(np.where(located, rated.dest_name, -1), compiled.destination_names),
+        "band": _labels(np.where(located, rated.band, -1), compiled.band_names),
         "rated_usage": pc.cast(pa.array(np.where(ok, rated.rated_usage, zero)), pa.string()),
         "charge": format_money_array(np.where(ok, rated.charge, zero), decimals),
         "discount": format_money_array(np.where(ok, rated.discount, zero), decimals),
@@ -491,8 +527,21 @@ def rated_table(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: int) 
 
 
 def write_rated(table: pa.Table, out) -> None:
-    """Write the rated table as CSV to a path or binary file object."""
-    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    """Write the rated table as CSV to a path or binary file object.
+
+    Arrow's "needed" style quotes every string; plain values are written unquoted unless some
+    value (or column name) holds a comma, quote or line break, and then every string is quoted.
+    """
+    special = "[,\"\r\n]"
+    # The rated columns hold statuses, reasons, catalog names (letters, digits, _ . -) and
+    # numbers: only the input columns can need quotes.
+    needs_quotes = any(
+        pc.any(pc.match_substring_regex(pc.fill_null(col, ""), special)).as_py()
+        for name, col in zip(table.column_names, table.columns, strict=False)
+        if name not in OUTPUT_COLUMNS and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
+    ) or any(c in name for name in table.column_names for c in ',"\r\n')
+    style = "needed" if needs_quotes else "none"
+    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(quoting_style=style))
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ _START = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?"
     r"(?:([Zz])|([+-])(\d{2})(?:(\d{2})|:(\d{2}))?)$"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_start(text) -> int | None:
@@ -188,6 +188,9 @@ def reference_rate(catalog, rows: list[dict], accounts: dict, bill_cycle_day: in
                     percent = t.percent
             discount += round_exact(charge * percent / 100, dec, method)
             basis[(account, cycle, name)] = acc + (rated if d.basis == "usage" else charge)
+        # Several discounts of one service each take their own rounded share; rating.md does
+        # not say what happens past 100% in total: ccs never lets a CDR's net go below zero.
+        discount = min(discount, charge)
         out[i].update(status="rated", rated_usage=rated, charge=charge,
                       discount=discount, net_charge=charge - discount)
     return out

@@ -1,0 +1,158 @@
+"""Rating benchmark: the batch kernel on in-memory CDRs and `ccs rate` end to end on a CSV file.
+
+Prints progress, then as its last line one JSON object (`{"bench": "rating", ...}`) that
+benchmarks/README.md quotes. Run: `.venv/bin/python benchmarks/rating.py [--cdrs N] [--rows N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one core; numba reads it at import
+
+from benchmarks import gen  # noqa: E402
+from rating.catalog import parse_catalog  # noqa: E402
+from rating.compiler import compile_catalog  # noqa: E402
+from rating.engine import Accumulators, CdrBatch, Plan, rate_batch, rating_order  # noqa: E402
+
+
+def _batch(compiled, cdrs: dict[str, np.ndarray], n_accounts: int) -> tuple[CdrBatch, list[Plan]]:
+    tariff, flags = gen.account_plans(n_accounts)
+    plans = [
+        Plan(t, tuple(d for bit, d in enumerate(gen.DISCOUNTS) if f >> bit & 1))
+        for t in gen.TARIFFS for f in range(4)
+    ]
+    plan_of_account = (tariff * 4 + flags).astype(np.int32)
+    service_ids = np.array([compiled.service_id[s] for s in gen.SERVICES], np.int32)
+    n = len(cdrs["cdr"])
+    return CdrBatch(
+        account=cdrs["account"],
+        plan=plan_of_account[cdrs["account"]],
+        service=service_ids[cdrs["service"]],
+        start=cdrs["start"],
+        usage=cdrs["usage"],
+        dest=cdrs["dest"],
+        dest_len=cdrs["dest_len"],
+        cdr_rank=cdrs["cdr"].copy(),  # ids c0000000000.. sort as their numbers
+        pre_reason=np.zeros(n, np.int8),
+    ), plans
+
+
+def _take(batch: CdrBatch, rows: np.ndarray) -> CdrBatch:
+    return CdrBatch(**{f: getattr(batch, f)[rows] for f in batch.__dataclass_fields__})
+
+
+def bench_kernel(compiled, prefixes, n: int, n_accounts: int) -> dict:
+    cdrs = gen.cdr_arrays(n, prefixes, n_accounts=n_accounts)
+    batch, plans = _batch(compiled, cdrs, n_accounts)
+    warm = _take(batch, np.arange(min(n, 1000)))
+    rate_batch(compiled, warm, plans, Accumulators.zeros(compiled, n_accounts))  # compile / load cache
+
+    t0 = time.perf_counter()
+    order = rating_order(batch)
+    t_sort = time.perf_counter() - t0
+    ordered = _take(batch, order)
+
+    t0 = time.perf_counter()
+    rated = rate_batch(compiled, ordered, plans, Accumulators.zeros(compiled, n_accounts))
+    t_kernel = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    rate_batch(compiled, batch, plans, Accumulators.zeros(compiled, n_accounts))
+    t_unsorted = time.perf_counter() - t0
+    print(f"kernel: {n} CDRs pre-sorted {t_kernel:.3f}s; unsorted (lexsort inside) {t_unsorted:.3f}s; "
+          f"lexsort alone {t_sort:.3f}s; rated {int((rated.reason == 0).sum())}", file=sys.stderr)
+    return {
+        "kernel_cdrs": n,
+        "kernel_cdrs_per_s": round(n / t_kernel),
+        "rate_batch_unsorted_cdrs_per_s": round(n / t_unsorted),
+        "sort_s": round(t_sort, 3),
+        "kernel_rated_share": round(float((rated.reason == 0).mean()), 4),
+    }
+
+
+def bench_e2e(catalog_text: str, prefixes, rows: int, n_accounts: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "catalog.yaml").write_text(catalog_text)
+        gen.write_cdr_csv(tmp / "cdrs.csv", gen.cdr_arrays(rows, prefixes, seed=5, n_accounts=n_accounts))
+        gen.write_accounts_csv(tmp / "accounts.csv", n_accounts)
+        ccs = Path(sys.executable).parent / "ccs"
+        cmd = [str(ccs) if ccs.exists() else "ccs", "rate", "--catalog", str(tmp / "catalog.yaml"),
+               "--cdrs", str(tmp / "cdrs.csv"), "--accounts", str(tmp / "accounts.csv"),
+               "--out", str(tmp / "rated.csv")]
+        walls = []
+        for _ in range(2):  # the first run may fill numba's on-disk cache
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+            walls.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise SystemExit(f"ccs rate failed ({proc.returncode}): {proc.stderr}")
+        print(f"e2e: {rows} rows, wall {walls[0]:.3f}s then {walls[1]:.3f}s; {proc.stderr.strip()}", file=sys.stderr)
+        stages = _stages(tmp, n_accounts)
+        size = (tmp / "cdrs.csv").stat().st_size
+    return {
+        "e2e_rows": rows,
+        "e2e_rows_per_s": round(rows / walls[1]),
+        "e2e_wall_s": round(walls[1], 3),
+        "e2e_first_wall_s": round(walls[0], 3),
+        "e2e_csv_mb": round(size / 1e6, 1),
+        "e2e_stages_s": stages,
+    }
+
+
+def _stages(tmp: Path, n_accounts: int) -> dict:
+    """Where the end-to-end time goes, measured in process (no interpreter start-up)."""
+    from billing import cdrs
+    from rating.catalog import load_catalog
+
+    t = [time.perf_counter()]
+    catalog = load_catalog(tmp / "catalog.yaml")
+    compiled = compile_catalog(catalog)
+    accounts = cdrs.read_accounts(tmp / "accounts.csv", catalog)
+    t.append(time.perf_counter())
+    table = cdrs.read_cdr_table(tmp / "cdrs.csv")
+    t.append(time.perf_counter())
+    parsed = cdrs.parse_cdrs(table, compiled, accounts=accounts)
+    t.append(time.perf_counter())
+    rated = cdrs.rate_cdrs(compiled, parsed, catalog.timezone)
+    t.append(time.perf_counter())
+    out = cdrs.rated_table(parsed, rated, compiled, catalog.rounding.decimals)
+    t.append(time.perf_counter())
+    cdrs.write_rated(out, tmp / "rated2.csv")
+    t.append(time.perf_counter())
+    names = ("catalog_and_accounts", "read_csv", "validate", "rate", "format", "write_csv")
+    return {k: round(b - a, 3) for k, a, b in zip(names, t, t[1:], strict=False)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cdrs", type=int, default=10_000_000, help="in-memory CDRs for the kernel run")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="CSV rows for the ccs rate run")
+    ap.add_argument("--accounts", type=int, default=100_000)
+    ap.add_argument("--prefixes", type=int, default=3000)
+    args = ap.parse_args(argv)
+
+    text, prefixes = gen.catalog_yaml(n_prefixes=args.prefixes)
+    catalog = parse_catalog(text)
+    compiled = compile_catalog(catalog)
+    result = {"bench": "rating", "prefixes": args.prefixes, "accounts": args.accounts}
+    result.update(bench_kernel(compiled, prefixes, args.cdrs, args.accounts))
+    result.update(bench_e2e(text, prefixes, args.rows, args.accounts))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
