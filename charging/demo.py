@@ -1,33 +1,146 @@
-"""`ccs demo` (what `make demo` runs): the node on embedded defaults, end to end, then a clean stop.
+"""`ccs demo` (what `make demo` runs): the engine on embedded defaults, end to end, then a clean stop.
 
-Starts a real redis-server (AOF on) in a temporary data folder, starts the gRPC node on a free
-port, checks health over gRPC, and stops both, leaving no process behind.
+Starts a real redis-server (AOF on) in a temporary folder and the gRPC node with the example
+catalog; creates accounts over gRPC, prices and charges two calls, rates a CDR file, audits
+every ledger, and stops everything it started.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
+
+from accounts.audit import audit
+from accounts.cli import money_text
 from accounts.embedded import EmbeddedRedis
+from accounts.store import AccountStore
 from charging.server import build_node, check_health
+from proto.ccs.v1 import accounts_pb2 as apb
+from proto.ccs.v1 import accounts_pb2_grpc
+from rating.catalog import load_catalog
+from rating.compiler import compile_catalog
+from rating.engine import Plan, price, price_enquiry, rated_usage, resolve
+from rating.money import format_money
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def _say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def _create_accounts(stub) -> None:
+    requests = [
+        apb.CreateAccountRequest(op_id="demo-create-alice", account_id="alice",
+                                 payment_type=apb.PREPAID, msisdns=["4915100000001"],
+                                 offers=["smart_m"]),
+        apb.CreateAccountRequest(op_id="demo-create-acme", account_id="acme",
+                                 payment_type=apb.POSTPAID, credit_limit="100.00",
+                                 offers=["flat_l"], bill_cycle_day=15),
+        apb.CreateAccountRequest(op_id="demo-create-acme-1", account_id="acme-1",
+                                 payment_type=apb.PREPAID, parent="acme", offers=["flat_l"],
+                                 msisdns=["4917000000002"]),
+    ]
+    for request in requests:
+        reply = stub.CreateAccount(request, timeout=10)
+        a = reply.account
+        limit = "unlimited" if a.unlimited else a.credit_limit
+        _say(f"created {a.id}: {apb.PaymentType.Name(a.payment_type).lower()}, "
+             f"credit limit {limit}, offers {[s.offer for s in a.subscriptions]}, "
+             f"{len(a.buckets)} bucket(s)")
+    reply = stub.TopUp(apb.TopUpRequest(op_id="demo-topup-1", account_id="alice", amount="25.00"),
+                       timeout=10)
+    _say(f"alice topped up 25.00: balance {reply.account.balance}, available "
+         f"{reply.account.available} (a 2.00 gift for a top-up >= 20.00)")
+    again = stub.TopUp(apb.TopUpRequest(op_id="demo-topup-1", account_id="alice", amount="25.00"),
+                       timeout=10)
+    _say(f"the same top-up retried: applied={again.applied}, balance still {again.account.balance}")
+
+
+def _charge_call(store, compiled, account, session, destination, seconds, start) -> None:
+    """One voice session priced as one CDR: reserve, then commit the used seconds."""
+    res = resolve(compiled, "std", "voice", start, destination)
+    dest_name = compiled.destination_names[res.dest_name]
+    rated = rated_usage(compiled, res.entry, seconds)
+    before = store.get_account(account).available(store.now())
+    covered = store.reserve(account, session, op_id=f"{session}-r", money=0, service="voice",
+                            destination=dest_name, units=rated).detail.get("covered", 0)
+    if covered < rated:  # the bundle does not cover it all: price what is left and hold it
+        store.release(account, session, op_id=f"{session}-rel")
+        cost = price(compiled, res.entry, rated, 0, [], connect_fee=True)
+        held = store.reserve(account, session, op_id=f"{session}-r2", money=cost.net,
+                             service="voice", destination=dest_name, units=0)
+        assert held.code == "ok", held.code
+        store.commit(account, session, op_id=f"{session}-c", charge=cost.net, release=True)
+        paid = cost.net
+    else:
+        store.commit(account, session, op_id=f"{session}-c", charge=0, units=rated,
+                     service="voice", destination=dest_name, release=True)
+        paid = 0
+    after = store.get_account(account).available(store.now())
+    _say(f"{account} called {destination} ({dest_name}) for {seconds} s, rated {rated} s: "
+         f"paid {format_money(paid, compiled.decimals)}, bundle covered {min(covered, rated)} s, "
+         f"available {money_text(before)} -> {money_text(after)}")
+
+
+def _rate_file(data_dir: Path) -> None:
+    """Rate the example CDR file with the real command, as an operator would."""
+    out = data_dir / "rated.csv"
+    ccs = Path(sys.executable).with_name("ccs")
+    done = subprocess.run(
+        [str(ccs), "rate", "--catalog", str(EXAMPLES / "catalog.yaml"), "--cdrs",
+         str(EXAMPLES / "cdrs.csv"), "--accounts", str(EXAMPLES / "accounts.csv"), "--out", str(out)],
+        capture_output=True, text=True, check=True)
+    _say(f"ccs rate docs/examples/cdrs.csv: {done.stderr.strip().removeprefix('ccs rate: ')}")
+    with out.open() as f:
+        next(f)
+        for line in f:
+            cells = line.rstrip("\n").split(",")
+            if cells[6] != "rated":
+                _say(f"  {cells[0]}: {cells[6]} ({cells[7]})")
 
 
 def run_demo(args) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="ccs-demo-"))
     started = time.monotonic()
+    catalog = load_catalog(EXAMPLES / "catalog.yaml")
+    compiled = compile_catalog(catalog)
+    _say(f"catalog {EXAMPLES / 'catalog.yaml'}: {len(catalog.offers)} offers, "
+         f"{sum(len(p) for p in catalog.destinations.values())} prefixes")
     redis_server = EmbeddedRedis(data_dir / "redis").start()
-    print(f"[demo] redis-server {redis_server.binary} on {redis_server.url} (AOF, fsync always)")
+    _say(f"redis-server {redis_server.binary} (pid {redis_server.process.pid}) on "
+         f"{redis_server.url} (AOF, fsync always)")
     node = None
     try:
-        node = build_node("127.0.0.1:0")
+        store = AccountStore(redis_server.client(), catalog)
+        node = build_node("127.0.0.1:0", store=store, catalog=catalog)
         target = f"127.0.0.1:{node.port}"
-        print(f"[demo] ccs node listening on {target}")
         status = check_health(target)
-        print(f"[demo] health over gRPC: {status}")
+        _say(f"ccs node on {target}, health over gRPC: {status}")
         if status != "SERVING":
+            return 1
+        with grpc.insecure_channel(target) as channel:
+            _create_accounts(accounts_pb2_grpc.AccountsStub(channel))
+
+        start = int(datetime(2026, 11, 24, 10, 0, tzinfo=UTC).timestamp())  # a Tuesday, peak
+        quote = price_enquiry(compiled, Plan("std", ("loyal_voice",)), "voice", start,
+                              "4915112345678", 125)
+        _say(f"price enquiry, std tariff, 125 s to 4915112345678 at peak: rated "
+             f"{quote.rated_usage} s, charge {quote.charge} (band {quote.band})")
+        _charge_call(store, compiled, "alice", "demo-call-1", "4915112345678", 125, start)
+        _charge_call(store, compiled, "alice", "demo-call-2", "33123456789", 95, start)
+
+        _rate_file(data_dir)
+        findings = audit(redis_server.client())
+        _say(f"ledger audit of every account: {'clean' if not findings else findings}")
+        if findings:
             return 1
     finally:
         if node is not None:
@@ -35,5 +148,5 @@ def run_demo(args) -> int:
         redis_server.stop()
         if not args.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"[demo] node and redis-server stopped; done in {time.monotonic() - started:.1f}s")
+    _say(f"node and redis-server stopped; done in {time.monotonic() - started:.1f}s")
     return 0
