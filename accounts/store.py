@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from datetime import date
 
@@ -27,7 +26,6 @@ from accounts.keys import (
     EXPIRY_INDEX,
     AccountKeys,
     check_account_id,
-    check_msisdn,
     expiry_member,
     lookup_key,
     lookup_value,
@@ -35,7 +33,6 @@ from accounts.keys import (
     parse_lookup,
 )
 from accounts.model import (
-    MAX_AMOUNT,
     STATUSES,
     Account,
     OpResult,
@@ -46,6 +43,16 @@ from accounts.model import (
     text,
 )
 from accounts.scripts import registry
+from accounts.validation import (
+    check_amount,
+    check_bill_cycle_day,
+    check_iso_date,
+    check_msisdns,
+    check_positive_int,
+    check_text,
+    counters_arg,
+    credit_limit_arg,
+)
 from rating.cycles import cycle_bounds, cycle_dates, cycle_of, local_date, local_midnight_utc
 
 OP_TTL_S = 35 * 86400  # op ids are remembered this long (longer than any retry or redelivery)
@@ -62,58 +69,6 @@ _NUMERIC = {
 }  # fmt: skip
 # verbs that settle money on a child's parent too: they get the parent's keys (KEYS[7..10])
 _FAMILY_VERBS = frozenset({"create", "reserve", "commit", "release", "debit"})
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _amount(value, field: str, *, negative: bool = False, zero: bool = True) -> int:
-    """An int micro-unit amount within the exact range of Lua numbers (|x| <= 2^53 - 1)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidAmount(
-            field, f"expected int micro-units, got {type(value).__name__} {value!r}"
-        )
-    if value < 0 and not negative:
-        raise InvalidAmount(field, f"must not be negative, got {value}")
-    if value == 0 and not zero:
-        raise InvalidAmount(field, "must not be zero")
-    if abs(value) > MAX_AMOUNT:
-        raise InvalidAmount(field, f"{value} is beyond 2^53 - 1, the exact range of Redis Lua")
-    return value
-
-
-def _text_arg(value, field: str, *, optional: bool = False, limit: int = 256) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise AccountError(field, f"expected a non-empty string of at most {limit} characters")
-    return value
-
-
-def _iso_date(value, field: str) -> str:
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
-        raise AccountError(field, f"expected a date YYYY-MM-DD, got {value!r}")
-    try:
-        date.fromisoformat(value)
-    except ValueError as exc:
-        raise AccountError(field, f"not a calendar date: {value!r}") from exc
-    return value
-
-
-def _cl_arg(credit_limit) -> str:
-    if credit_limit is None:
-        return "u"
-    return str(_amount(credit_limit, "credit_limit"))
-
-
-def _counters_arg(counters) -> dict[str, str]:
-    if counters is None:
-        return {}
-    if not isinstance(counters, dict):
-        raise AccountError("counters", "expected a dict of counter key -> int delta")
-    out = {}
-    for key, value in counters.items():
-        _text_arg(key, "counters")
-        out[key] = str(_amount(value, f"counters[{key}]", negative=True))
-    return out
 
 
 class AccountStore:
@@ -164,7 +119,7 @@ class AccountStore:
         return hashlib.sha1(blob.encode()).hexdigest()[:24]
 
     def _args(self, verb, account_id, op_id, params, content, bcd, now):
-        _text_arg(op_id, "op_id")
+        check_text(op_id, "op_id")
         return [
             op_id,
             self._fingerprint(verb, account_id, content),
@@ -248,7 +203,10 @@ class AccountStore:
         if offer is None:
             raise InvalidState("offer", f"no offer {offer_name!r} in the catalog")
         tz = self.catalog.timezone
-        start = _iso_date(from_date, "from_date") if from_date else local_date(now, tz).isoformat()
+        if from_date:
+            start = check_iso_date(from_date, "from_date")
+        else:
+            start = local_date(now, tz).isoformat()
         sub = {
             "offer": offer.name,
             "from": start,
@@ -259,7 +217,7 @@ class AccountStore:
             "topup": [],
         }
         if to_date is not None:
-            if _iso_date(to_date, "to_date") < start:
+            if check_iso_date(to_date, "to_date") < start:
                 raise AccountError("to_date", f"{to_date} is before from_date {start}")
             sub["to"] = to_date
             sub["to_utc"] = str(local_midnight_utc(date.fromisoformat(to_date), tz))
@@ -284,7 +242,12 @@ class AccountStore:
 
     # --- accounts -----------------------------------------------------------------------------
 
-    def create_account(
+    def create_account(self, account_id: str, **options) -> Account:
+        """`create` (same keyword parameters) returning only the account: the new one, or on
+        a retried op id that account as it is now."""
+        return self.create(account_id, **options).account
+
+    def create(
         self,
         account_id: str,
         *,
@@ -295,24 +258,19 @@ class AccountStore:
         parent: str | None = None,
         offers=(),
         op_id: str | None = None,
-    ) -> Account:
+    ) -> OpResult:
+        """Create an account with its MSISDNs and offers. On a retried ``op_id`` (default
+        ``create:<id>``) nothing is written and ``applied`` is False: the create script's own
+        answer, so a retry is told from a first call without a racy existence check. The id
+        taken under another op id, or an MSISDN of another account: AccountExists."""
         check_account_id(account_id)
-        cl = _cl_arg(credit_limit)
+        cl = credit_limit_arg(credit_limit)
         if currency is not None and currency != self.catalog.currency:
             raise CurrencyMismatch(
                 "currency", f"{currency!r}: accounts are kept in {self.catalog.currency}"
             )
-        if (
-            isinstance(bill_cycle_day, bool)
-            or not isinstance(bill_cycle_day, int)
-            or not (1 <= bill_cycle_day <= 31)
-        ):
-            raise AccountError("bill_cycle_day", f"expected 1..31, got {bill_cycle_day!r}")
-        if isinstance(msisdns, str):
-            msisdns = (msisdns,)
-        msisdns = tuple(check_msisdn(m) for m in msisdns)
-        if len(set(msisdns)) != len(msisdns):
-            raise AccountError("msisdns", "an MSISDN is listed twice")
+        check_bill_cycle_day(bill_cycle_day)
+        msisdns = check_msisdns(msisdns)
         root = account_id
         if parent is not None:
             if parent == account_id:
@@ -327,7 +285,7 @@ class AccountStore:
         if len({s["offer"] for s in subs}) != len(subs):
             raise InvalidState("offers", "an offer is listed twice")
         op_id = op_id or f"create:{account_id}"
-        _text_arg(op_id, "op_id")
+        check_text(op_id, "op_id")
 
         # Global indexes first (other slots): a taken id or MSISDN is refused before the
         # account is written; what this call set is removed again if the create fails.
@@ -360,7 +318,7 @@ class AccountStore:
                 self.r.delete(*taken)
             self._meta.pop(account_id, None)
             raise
-        return result.account
+        return result
 
     def get_account(self, account_id: str) -> Account:
         keys, _ = self._lookup(account_id)
@@ -399,7 +357,7 @@ class AccountStore:
 
     def resolve(self, subscriber: str) -> str:
         """An account id or an MSISDN -> the account id (UnknownAccount when neither)."""
-        _text_arg(subscriber, "subscriber")
+        check_text(subscriber, "subscriber")
         pipe = self.r.pipeline(transaction=False)
         pipe.exists(lookup_key(subscriber))
         pipe.get(msisdn_key(subscriber))
@@ -415,7 +373,7 @@ class AccountStore:
     def topup(
         self, account_id, amount: int, *, op_id: str, currency: str | None = None
     ) -> OpResult:
-        _amount(amount, "amount", zero=False)
+        check_amount(amount, "amount", zero=False)
         if currency is not None and currency != self.catalog.currency:
             raise CurrencyMismatch(
                 "currency", f"{currency!r}: the account is in {self.catalog.currency}"
@@ -423,12 +381,12 @@ class AccountStore:
         return self._call("topup", account_id, op_id, {"amount": str(amount)}, [amount])
 
     def adjust(self, account_id, amount: int, *, op_id: str, reason: str = "") -> OpResult:
-        _amount(amount, "amount", negative=True, zero=False)
+        check_amount(amount, "amount", negative=True, zero=False)
         params = {"amount": str(amount), "reason": reason}
         return self._call("adjust", account_id, op_id, params, [amount, reason])
 
     def refund(self, account_id, amount: int, *, op_id: str, reason: str = "") -> OpResult:
-        _amount(amount, "amount", zero=False)
+        check_amount(amount, "amount", zero=False)
         params = {"amount": str(amount), "reason": reason}
         return self._call("refund", account_id, op_id, params, [amount, reason])
 
@@ -439,7 +397,7 @@ class AccountStore:
         return self._call("set_status", account_id, op_id, params, [status, reason])
 
     def change_payment_type(self, account_id, credit_limit: int | None, *, op_id: str) -> OpResult:
-        cl = _cl_arg(credit_limit)
+        cl = credit_limit_arg(credit_limit)
         result = self._call("change_payment_type", account_id, op_id, {"cl": cl}, [cl])
         if isinstance(result.detail.get("previous"), str):
             result.detail["previous"] = credit_limit_of(result.detail["previous"])
@@ -473,15 +431,14 @@ class AccountStore:
         expected_covered: int | None = None,
         validity_s: int = 300,
     ) -> OpResult:
-        _text_arg(session, "session", limit=512)
-        _amount(money, "money")
-        _amount(units, "units")
+        check_text(session, "session", limit=512)
+        check_amount(money, "money")
+        check_amount(units, "units")
         if expected_covered is not None:
-            _amount(expected_covered, "expected_covered")
-        if isinstance(validity_s, bool) or not isinstance(validity_s, int) or validity_s <= 0:
-            raise AccountError("validity_s", f"expected a positive int, got {validity_s!r}")
-        _text_arg(service, "service", optional=True)
-        _text_arg(destination, "destination", optional=True)
+            check_amount(expected_covered, "expected_covered")
+        check_positive_int(validity_s, "validity_s")
+        check_text(service, "service", optional=True)
+        check_text(destination, "destination", optional=True)
         now = self.now()
         params = {
             "session": session,
@@ -519,12 +476,12 @@ class AccountStore:
         release: bool = False,
         record: dict | None = None,
     ) -> OpResult:
-        _text_arg(session, "session", limit=512)
-        _amount(charge, "charge")
-        _amount(units, "units")
-        _text_arg(service, "service", optional=True)
-        _text_arg(destination, "destination", optional=True)
-        ctr = _counters_arg(counters)
+        check_text(session, "session", limit=512)
+        check_amount(charge, "charge")
+        check_amount(units, "units")
+        check_text(service, "service", optional=True)
+        check_text(destination, "destination", optional=True)
+        ctr = counters_arg(counters)
         params = {
             "session": session,
             "charge": str(charge),
@@ -542,7 +499,7 @@ class AccountStore:
         return self._call("commit", account_id, op_id, params, content, index=index)
 
     def release(self, account_id, session: str, *, op_id: str, reason: str = "release") -> OpResult:
-        _text_arg(session, "session", limit=512)
+        check_text(session, "session", limit=512)
         params = {"session": session, "reason": reason, "expired_only": False}
         return self._call(
             "release", account_id, op_id, params, [session, reason], index=("rem", session, 0)
@@ -575,13 +532,13 @@ class AccountStore:
         expected_covered: int | None = None,
         record: dict | None = None,
     ) -> OpResult:
-        _amount(charge, "charge")
-        _amount(units, "units")
+        check_amount(charge, "charge")
+        check_amount(units, "units")
         if expected_covered is not None:
-            _amount(expected_covered, "expected_covered")
-        _text_arg(service, "service", optional=True)
-        _text_arg(destination, "destination", optional=True)
-        ctr = _counters_arg(counters)
+            check_amount(expected_covered, "expected_covered")
+        check_text(service, "service", optional=True)
+        check_text(destination, "destination", optional=True)
+        ctr = counters_arg(counters)
         params = {"charge": str(charge), "units": str(units), "counters": ctr}
         for k, v in (("service", service), ("dest", destination)):
             if v is not None:

@@ -13,7 +13,6 @@ import grpc
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from accounts.cli import ledger_to_dict, money_text
 from accounts.errors import (
     AccountError,
     AccountExists,
@@ -22,6 +21,7 @@ from accounts.errors import (
     OpIdConflict,
     UnknownAccount,
 )
+from accounts.presentation import ledger_to_dict, money_text
 from proto.ccs.v1 import accounts_pb2 as pb
 from proto.ccs.v1 import accounts_pb2_grpc
 from proto.ccs.v1.common_pb2 import Units
@@ -196,20 +196,10 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         op_id = _required(request.op_id, "op_id")
         account_id = _required(request.account_id, "account_id")
         limit = self._credit_limit(request.payment_type, request.credit_limit)
-        existed = self._exists(account_id)
-        account = self.store.create_account(
+        return self._reply(self.store.create(
             account_id, credit_limit=limit, currency=request.currency or None,
             msisdns=tuple(request.msisdns), bill_cycle_day=request.bill_cycle_day or 1,
-            parent=request.parent or None, offers=tuple(request.offers), op_id=op_id)
-        # the store answers a retried op id with the account it created then
-        return pb.AccountReply(account=self.account_pb(account), applied=not existed, op_id=op_id)
-
-    def _exists(self, account_id: str) -> bool:
-        try:
-            self.store.get_account(account_id)
-        except UnknownAccount:
-            return False
-        return True
+            parent=request.parent or None, offers=tuple(request.offers), op_id=op_id), account_id)
 
     @_rpc
     def GetAccount(self, request):

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 
 from accounts.audit import audit
-from accounts.cli import money_text
+from accounts.presentation import money_text
 from accounts.embedded import EmbeddedRedis
 from accounts.store import AccountStore
 from charging.server import build_node, check_health

@@ -17,6 +17,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rating import model
+from rating.catalog_offers import OfferSections
 from rating.money import ROUNDING_METHODS, MoneyError, parse_money
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,8 +81,13 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-class _Parser:
-    """Collects issues while building model objects; returns None for parts in error."""
+class _Parser(OfferSections):
+    """Collects issues while building model objects; returns None for parts in error.
+
+    The offer-side sections (offers, account_discounts, tax, billing) are in
+    `rating.catalog_offers`; the pricing sections and the node helpers are here."""
+
+    join = staticmethod(_join)  # for the sections in rating.catalog_offers
 
     def __init__(self):
         self.issues: list[CatalogIssue] = []
@@ -486,136 +492,3 @@ class _Parser:
             if service and basis:
                 out[name] = model.Discount(name, service, basis, tuple(tiers))
         return out
-
-    def account_discounts(self, node) -> dict[str, model.AccountDiscount]:
-        out = {}
-        for name, an in (self.mapping(node, "account_discounts") or {}).items():
-            path = _join("account_discounts", name)
-            am = self.mapping(an, path, ("min_total", "percent", "cap"), ("percent",))
-            if am is None:
-                continue
-            mt = self.money(am["min_total"], _join(path, "min_total")) if "min_total" in am else 0
-            pct = self.percent(am["percent"], _join(path, "percent")) if "percent" in am else None
-            cap = self.money(am["cap"], _join(path, "cap")) if "cap" in am else None
-            if mt is not None and pct is not None:
-                out[name] = model.AccountDiscount(name, mt, pct, cap)
-        return out
-
-    def offers(self, node, tariffs, discounts, acc_discounts, dests, services) -> dict[str, model.Offer]:
-        out = {}
-        for name, on in (self.mapping(node, "offers") or {}).items():
-            path = _join("offers", name)
-            om = self.mapping(on, path, ("tariff", "discounts", "recurring", "one_time", "allowances", "account_discount", "promotions"))
-            if om is None:
-                continue
-            tariff = None
-            if "tariff" in om:
-                tariff = self.string(om["tariff"], _join(path, "tariff"))
-                if tariff is not None and tariff not in tariffs:
-                    self.err(_join(path, "tariff"), om["tariff"], f"unknown tariff {tariff!r}")
-            discs = ()
-            if "discounts" in om:
-                discs = self.names_list(om["discounts"], _join(path, "discounts"), discounts, "discount") or ()
-            recurring = self.money(om["recurring"], _join(path, "recurring")) if "recurring" in om else 0
-            one_time = []
-            for i, fn in enumerate(self.sequence(om["one_time"], _join(path, "one_time")) or [] if "one_time" in om else []):
-                fp = _join(_join(path, "one_time"), i)
-                fm = self.mapping(fn, fp, ("name", "amount"), ("name", "amount"))
-                if fm and "name" in fm and "amount" in fm:
-                    fname, amount = self.string(fm["name"], _join(fp, "name")), self.money(fm["amount"], _join(fp, "amount"))
-                    if fname is not None and amount is not None:
-                        one_time.append(model.OneTimeFee(fname, amount))
-            allowances = []
-            for i, an in enumerate(self.sequence(om["allowances"], _join(path, "allowances")) or [] if "allowances" in om else []):
-                a = self.allowance(an, _join(_join(path, "allowances"), i), dests, services)
-                if a is not None:
-                    if any(x.name == a.name for x in allowances):
-                        self.err(_join(_join(path, "allowances"), i), an, f"allowance name {a.name!r} used twice")
-                    allowances.append(a)
-            acc = None
-            if "account_discount" in om:
-                acc = self.string(om["account_discount"], _join(path, "account_discount"))
-                if acc is not None and acc not in acc_discounts:
-                    self.err(_join(path, "account_discount"), om["account_discount"], f"unknown account discount {acc!r}")
-            promos = []
-            for i, pn in enumerate(self.sequence(om["promotions"], _join(path, "promotions")) or [] if "promotions" in om else []):
-                pr = self.promotion(pn, _join(_join(path, "promotions"), i), services)
-                if pr is not None:
-                    promos.append(pr)
-            out[name] = model.Offer(name, tariff, tuple(discs), recurring or 0, tuple(one_time),
-                                    tuple(allowances), acc, tuple(promos))
-        return out
-
-    def allowance(self, node, path, dests, services) -> model.Allowance | None:
-        m = self.mapping(node, path, ("name", "service", "units", "destinations"), ("name", "service", "units"))
-        if m is None or not {"name", "service", "units"} <= m.keys():
-            return None
-        name = self.string(m["name"], _join(path, "name"))
-        service = self.string(m["service"], _join(path, "service"))
-        if service is not None and service not in services:
-            self.err(_join(path, "service"), m["service"], f"unknown service {service!r}")
-            service = None
-        units = self.integer(m["units"], _join(path, "units"), 1, None, "a positive integer")
-        ds = None
-        if "destinations" in m:
-            ds = self.names_list(m["destinations"], _join(path, "destinations"), dests, "destination")
-            if ds is None:
-                return None
-        if None in (name, service, units):
-            return None
-        return model.Allowance(name, service, units, ds)
-
-    def promotion(self, node, path, services) -> model.Promotion | None:
-        m = self.mapping(node, path, ("on", "min_amount", "gift"), ("on", "gift"))
-        if m is None or not {"on", "gift"} <= m.keys():
-            return None
-        on = self.string(m["on"], _join(path, "on"))
-        if on is not None and on not in ("subscribe", "topup"):
-            self.err(_join(path, "on"), m["on"], f"expected subscribe or topup, got {on!r}")
-            on = None
-        min_amount = 0
-        if "min_amount" in m:
-            if on == "subscribe":
-                self.err(_join(path, "min_amount"), m["min_amount"], "only a topup promotion has min_amount")
-            min_amount = self.money(m["min_amount"], _join(path, "min_amount"))
-        gp = _join(path, "gift")
-        g = self.mapping(m["gift"], gp, ("service", "units", "money", "valid_days"), ("valid_days",))
-        if g is None:
-            return None
-        days = self.integer(g["valid_days"], _join(gp, "valid_days"), 1, None, "a positive integer") if "valid_days" in g else None
-        service = units = money = None
-        if "money" in g and ("service" in g or "units" in g):
-            self.err(gp, m["gift"], "a gift is either units (service and units) or money, not both")
-            return None
-        if "money" in g:
-            money = self.money(g["money"], _join(gp, "money"))
-            if money is None:
-                return None
-        elif "service" in g and "units" in g:
-            service = self.string(g["service"], _join(gp, "service"))
-            if service is not None and service not in services:
-                self.err(_join(gp, "service"), g["service"], f"unknown service {service!r}")
-            units = self.integer(g["units"], _join(gp, "units"), 1, None, "a positive integer")
-            if service not in services or units is None:
-                return None
-        else:
-            self.err(gp, m["gift"], "a gift needs either service and units, or money")
-            return None
-        if on is None or days is None or min_amount is None:
-            return None
-        return model.Promotion(on, model.Gift(service, units, money, days), min_amount)
-
-    def tax(self, node) -> model.Tax | None:
-        m = self.mapping(node, "tax", ("name", "percent"), ("name", "percent"))
-        if not m or not {"name", "percent"} <= m.keys():
-            return None
-        name, pct = self.string(m["name"], "tax.name"), self.percent(m["percent"], "tax.percent")
-        return model.Tax(name, pct) if name is not None and pct is not None else None
-
-    def billing(self, node) -> model.BillingSettings:
-        m = self.mapping(node, "billing", ("decimals", "due_days", "grace_days")) or {}
-        d = model.BillingSettings()
-        dec = self.integer(m["decimals"], "billing.decimals", 0, 6, "an integer 0..6") if "decimals" in m else d.decimals
-        due = self.integer(m["due_days"], "billing.due_days", 0, None, "a non-negative integer") if "due_days" in m else d.due_days
-        grace = self.integer(m["grace_days"], "billing.grace_days", 0, None, "a non-negative integer") if "grace_days" in m else d.grace_days
-        return model.BillingSettings(dec if dec is not None else 2, due if due is not None else 14, grace if grace is not None else 10)

@@ -9,35 +9,10 @@ import redis
 
 from accounts.audit import audit
 from accounts.embedded import EmbeddedRedis
-from accounts.store import AccountStore
 from accounts.sweeper import sweep_expired
-from rating.model import Catalog, Rounding, Service
 
 EUR = 1_000_000
-T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())
-
-
-def make_catalog() -> Catalog:
-    services = {"voice": Service("voice", "seconds", 300), "sms": Service("sms", "events", 1)}
-    return Catalog("EUR", "Europe/Berlin", Rounding(), {}, (), {}, {}, services)
-
-
-class Clock:
-    def __init__(self, t: int = T0):
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def store(redis_client, clock):
-    return AccountStore(redis_client, make_catalog(), clock=clock, grace_s=30)
+T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())  # where `clock` starts
 
 
 def _race_reservations(store, account_id: str, n: int = 200) -> list[str]:
@@ -48,16 +23,9 @@ def _race_reservations(store, account_id: str, n: int = 200) -> list[str]:
         return list(pool.map(one, range(n)))
 
 
-def _balances_along_ledger(store, account_id):
-    balance, out = 0, []
-    for e in store.ledger(account_id, count=10_000):
-        balance += e.get("balance", 0)
-        out.append(balance)
-    return out
-
-
 @pytest.mark.parametrize("credit_limit,topup", [(0, 50 * EUR), (50 * EUR, 0)])
-def test_exactly_the_covered_reservations_are_granted(store, credit_limit, topup):
+def test_exactly_the_covered_reservations_are_granted(store, credit_limit, topup,
+                                                      balances_along_ledger):
     store.create_account("acc1", credit_limit=credit_limit)
     if topup:
         store.topup("acc1", topup, op_id="t1")
@@ -75,7 +43,7 @@ def test_exactly_the_covered_reservations_are_granted(store, credit_limit, topup
     acct = store.get_account("acc1")
     assert (acct.balance, acct.reserved) == (topup - 50 * EUR, 0)
     if credit_limit == 0:
-        assert min(_balances_along_ledger(store, "acc1")) >= 0
+        assert min(balances_along_ledger(store, "acc1")) >= 0
     assert audit(store.r) == []
 
 
@@ -114,11 +82,11 @@ def test_sweeper_releases_expired_reservations_once(store, clock):
     assert audit(store.r) == []
 
 
-def test_sigkill_mid_load_then_aof_reload_keeps_every_acknowledged_op(tmp_path):
+def test_sigkill_mid_load_then_aof_reload_keeps_every_acknowledged_op(tmp_path, open_store):
     server = EmbeddedRedis(tmp_path / "redis", appendfsync="always").start()
     try:
         client = server.client()
-        store = AccountStore(client, make_catalog(), clock=Clock())
+        store = open_store(client)
         store.create_account("acc1")
         store.topup("acc1", 1000 * EUR, op_id="seed")
         acked: list[tuple[str, int]] = []  # (op id, balance delta)
@@ -126,7 +94,7 @@ def test_sigkill_mid_load_then_aof_reload_keeps_every_acknowledged_op(tmp_path):
         enough = threading.Event()
 
         def worker(w):
-            own = AccountStore(server.client(), make_catalog(), clock=Clock())
+            own = open_store(server.client())
             i = 0
             while True:
                 i += 1
@@ -154,7 +122,7 @@ def test_sigkill_mid_load_then_aof_reload_keeps_every_acknowledged_op(tmp_path):
         server.start()
         client = server.client()
         assert audit(client) == []
-        store = AccountStore(client, make_catalog(), clock=Clock())
+        store = open_store(client)
         ledger = store.ledger("acc1", count=100_000)
         applied = {e["op_id"]: e.get("balance", 0) for e in ledger}
         assert len(acked) >= 400

@@ -7,37 +7,17 @@ import pytest
 
 from accounts.audit import audit
 from accounts.errors import UnknownAccount
-from accounts.store import AccountStore
 from accounts.sweeper import sweep_expired
-from rating.model import Catalog, Gift, Offer, Promotion, Rounding, Service
+from rating.model import Gift, Offer, Promotion
 
 EUR = 1_000_000
-T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())
+T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())  # where `clock` starts
 
 
-def make_catalog() -> Catalog:
-    services = {"voice": Service("voice", "seconds", 300), "sms": Service("sms", "events", 1)}
+@pytest.fixture
+def accounts_catalog(make_catalog):
     gift = Promotion("topup", Gift(None, None, 2 * EUR, 30), min_amount=10 * EUR)
-    offers = {"fam": Offer("fam", "std", promotions=(gift,))}
-    return Catalog("EUR", "Europe/Berlin", Rounding(), {}, (), {}, {}, services, offers=offers)
-
-
-class Clock:
-    def __init__(self, t: int = T0):
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def store(redis_client, clock):
-    return AccountStore(redis_client, make_catalog(), clock=clock, grace_s=30)
+    return make_catalog({"fam": Offer("fam", "std", promotions=(gift,))})
 
 
 @pytest.fixture
@@ -53,14 +33,6 @@ def family(store):
 def state(store, account_id):
     a = store.get_account(account_id)
     return a.balance, a.reserved
-
-
-def balances_along_ledger(store, account_id):
-    balance, out = 0, []
-    for e in store.ledger(account_id, count=10_000):
-        balance += e.get("balance", 0)
-        out.append(balance)
-    return out
 
 
 def test_child_with_no_money_reserves_and_commits_on_the_parent(family):
@@ -146,7 +118,7 @@ def test_no_credit_counts_own_plus_parent_and_holds_nothing(family):
     assert audit(store.r) == []
 
 
-def test_concurrent_reservations_of_two_children_and_the_parent_never_overspend(family):
+def test_concurrent_reservations_of_two_children_and_the_parent_never_overspend(family, balances_along_ledger):
     store = family
     who = ["kid1", "kid2", "mum"]
 
@@ -196,7 +168,7 @@ def test_status_child_decides_and_a_suspended_parent_lends_nothing(family):
     assert audit(store.r) == []
 
 
-def test_commit_beyond_what_the_parent_has_stays_on_the_child(family):
+def test_commit_beyond_what_the_parent_has_stays_on_the_child(family, balances_along_ledger):
     store = family
     store.reserve("kid1", "s1", op_id="r1", money=10 * EUR)
     c = store.commit("kid1", "s1", op_id="c1", charge=12 * EUR, release=True)

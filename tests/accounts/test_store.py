@@ -14,15 +14,15 @@ from accounts.errors import (
     OpIdConflict,
     UnknownAccount,
 )
-from accounts.store import AccountStore
-from rating.model import Allowance, Catalog, Gift, Offer, Promotion, Rounding, Service
+from rating.model import Allowance, Gift, Offer, Promotion
 
 EUR = 1_000_000
-T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())  # cycle 2026-11 (bcd 1)
+T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())  # `clock` start; cycle 2026-11
 DEC1 = int(datetime(2026, 11, 30, 23, tzinfo=UTC).timestamp())  # Berlin 1 Dec 00:00
 
 
-def make_catalog() -> Catalog:
+@pytest.fixture
+def accounts_catalog(make_catalog):
     offers = {
         "smart": Offer(
             "smart", "std",
@@ -34,33 +34,7 @@ def make_catalog() -> Catalog:
         "other": Offer("other", "std"),
         "extra": Offer("extra", None, allowances=(Allowance("voice_x", "voice", 300, None),)),
     }  # fmt: skip
-    services = {
-        n: Service(n, u, q)
-        for n, (u, q) in {
-            "voice": ("seconds", 300),
-            "sms": ("events", 1),
-            "data": ("bytes", 1),
-        }.items()
-    }
-    return Catalog("EUR", "Europe/Berlin", Rounding(), {}, (), {}, {}, services, offers=offers)
-
-
-class Clock:
-    def __init__(self, t: int = T0):
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def store(redis_client, clock):
-    return AccountStore(redis_client, make_catalog(), clock=clock, grace_s=30)
+    return make_catalog(offers, services={"data": ("bytes", 1)})
 
 
 def test_create_get_resolve(store):
@@ -92,6 +66,16 @@ def test_msisdn_conflict_refused_before_account_is_written(store, redis_client):
     assert e.value.field == "account_id"
     # a retried create (same op id) returns the account
     assert store.create_account("acc1", msisdns=["491510001"]).id == "acc1"
+
+
+def test_create_tells_a_retried_op_id_from_the_first_call(store):
+    first = store.create("acc1", msisdns=["491510001"], op_id="c-1")
+    again = store.create("acc1", msisdns=["491510001"], op_id="c-1")
+    assert (first.applied, first.code, again.applied, again.code) == (True, "ok", False, "ok")
+    assert again.op_id == "c-1" and again.account == store.get_account("acc1")
+    assert [e["op"] for e in store.ledger("acc1")] == ["create"]
+    with pytest.raises(OpIdConflict):
+        store.create("acc1", msisdns=["491510001"], credit_limit=None, op_id="c-1")
 
 
 def test_topup_op_id_applies_once_and_conflicts_on_other_content(store):
