@@ -18,8 +18,8 @@ from pathlib import Path
 import grpc
 
 from accounts.audit import audit
-from accounts.presentation import money_text
 from accounts.embedded import EmbeddedRedis
+from accounts.presentation import money_text
 from accounts.store import AccountStore
 from charging.server import build_node, check_health
 from proto.ccs.v1 import accounts_pb2 as apb
