@@ -50,6 +50,41 @@ def redis_client(redis_server):
     client.close()
 
 
+ADMIN_CATALOG = """\
+currency: EUR
+timezone: Europe/Berlin
+rounding: {decimals: 4, method: half_up}
+destinations:
+  DE_MOBILE: ["49151", "49170"]
+  DE_FIXED: ["49"]
+time_bands:
+  any: {}
+tariffs:
+  std:
+    voice:
+      - {price: "0.0600", per: 60, increments: [60, 1]}
+    sms:
+      - {price: "0.0900"}
+offers:
+  basic:
+    tariff: std
+    recurring: "9.99"
+    allowances:
+      - {name: voice_600, service: voice, units: 600}
+  sms_pack:
+    allowances:
+      - {name: sms_100, service: sms, units: 100}
+"""
+
+
+@pytest.fixture(scope="session")
+def admin_catalog_path(tmp_path_factory) -> Path:
+    """A small catalog for the administration tests (CLI and gRPC): one tariff, two offers."""
+    path = tmp_path_factory.mktemp("admin-catalog") / "catalog.yaml"
+    path.write_text(ADMIN_CATALOG)
+    return path
+
+
 @pytest.fixture(scope="session")
 def catalog():
     from rating.catalog import load_catalog

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from datetime import date
 from pathlib import Path
 
@@ -18,36 +17,13 @@ import pytest
 
 CCS = Path(sys.executable).with_name("ccs")
 
-CATALOG = textwrap.dedent("""\
-    currency: EUR
-    timezone: Europe/Berlin
-    rounding: {decimals: 4, method: half_up}
-    destinations:
-      DE_MOBILE: ["49151", "49170"]
-      DE_FIXED: ["49"]
-    time_bands:
-      any: {}
-    tariffs:
-      std:
-        voice:
-          - {price: "0.0600", per: 60, increments: [60, 1]}
-    offers:
-      basic:
-        tariff: std
-        recurring: "9.99"
-        allowances:
-          - {name: voice_600, service: voice, units: 600}
-    """)
-
-
 @pytest.fixture
-def cli(redis_client, redis_url, tmp_path):
+def cli(redis_client, redis_url, tmp_path, admin_catalog_path):
     """Run `ccs accounts ARGS --redis URL --catalog FILE`; returns the CompletedProcess.
 
     `redis=None` leaves --redis out: the command then uses the embedded server in the test's
     own CCS_DATA_DIR."""
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(CATALOG)
+    catalog = admin_catalog_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCS_")}
     env["CCS_DATA_DIR"] = str(tmp_path / "data")  # never the working tree's .ccs-data
 

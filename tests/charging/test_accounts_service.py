@@ -6,7 +6,6 @@ standard health and reflection services answering next to it.
 
 from __future__ import annotations
 
-import textwrap
 from datetime import date
 
 import grpc
@@ -17,40 +16,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from proto.ccs.v1 import accounts_pb2 as pb
 from proto.ccs.v1 import accounts_pb2_grpc
 
-CATALOG = textwrap.dedent("""\
-    currency: EUR
-    timezone: Europe/Berlin
-    rounding: {decimals: 4, method: half_up}
-    destinations:
-      DE_MOBILE: ["49151", "49170"]
-      DE_FIXED: ["49"]
-    time_bands:
-      any: {}
-    tariffs:
-      std:
-        voice:
-          - {price: "0.0600", per: 60, increments: [60, 1]}
-        sms:
-          - {price: "0.0900"}
-    offers:
-      basic:
-        tariff: std
-        recurring: "9.99"
-        allowances:
-          - {name: voice_600, service: voice, units: 600}
-      sms_pack:
-        allowances:
-          - {name: sms_100, service: sms, units: 100}
-    """)
-
 
 @pytest.fixture(scope="module")
-def small_catalog(tmp_path_factory):
+def small_catalog(admin_catalog_path):
     from rating.catalog import load_catalog
 
-    path = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
-    path.write_text(CATALOG)
-    return load_catalog(path)
+    return load_catalog(admin_catalog_path)
 
 
 @pytest.fixture
