@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from billing import kernels as BK
 from rating.cycles import cycle_bounds, cycle_of, parse_cycle
 from rating.engine import REASONS, Accumulators, CdrBatch, Plan, RatedBatch, rate_batch
 from rating.model import Catalog
@@ -34,9 +38,6 @@ UNKNOWN_ACCOUNT = REASONS.index("unknown_account")
 NO_RATE = REASONS.index("no_rate")
 MAX_DIGITS = 18  # int64 holds any 18-digit number; 19 could overflow
 
-# ISO 8601 start layout: YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH|+HHMM|+HH:MM)
-_DIGIT_POS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
-_START_WIDTH = 19 + 1 + 9 + 6
 
 
 class CdrFileError(ValueError):
@@ -55,8 +56,11 @@ def _header(path: Path) -> list[str]:
     return row
 
 
-def _read_strings(path: Path, required: tuple[str, ...]) -> pa.Table:
-    """Read a CSV with every column as a string; rows with the wrong field count keep their place."""
+def _read_strings(path: Path, required: tuple[str, ...], threads: bool = True) -> pa.Table:
+    """Read a CSV with every column as a string; rows with the wrong field count keep their place.
+
+    `threads=False` keeps a small file off Arrow's shared thread pool (which may be busy with
+    a big one read meanwhile)."""
     path = Path(path)
     try:
         header = _header(path)
@@ -74,9 +78,11 @@ def _read_strings(path: Path, required: tuple[str, ...]) -> pa.Table:
         return "skip"
 
     try:
+        # Mapped, not read: the bytes come straight from the page cache, no buffer of the
+        # file's size to allocate (fresh memory is slow to touch on a VM).
         table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            pa.memory_map(str(path)) if path.is_file() else path,
+            read_options=pacsv.ReadOptions(block_size=16 << 20, use_threads=threads),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in header}, strings_can_be_null=False,
@@ -152,7 +158,7 @@ def read_accounts(path: str | Path, catalog: Catalog) -> AccountPlans:
     file is configuration, and rating half of it would be wrong.
     """
     path = Path(path)
-    table = _read_strings(path, ("account", "tariff"))
+    table = _read_strings(path, ("account", "tariff"), threads=False)
     if _EXTRA in table.column_names:
         raise CdrFileError(f"{path}: some rows have the wrong number of fields")
     n = table.num_rows
@@ -195,33 +201,24 @@ def read_accounts(path: str | Path, catalog: Catalog) -> AccountPlans:
 # validation
 
 
-def _string_matrix(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `width` bytes of every string as a uint8 matrix [n, width] (0-padded) and lengths."""
-    arr = pc.fill_null(arr, "")
-    n = len(arr)
+def _flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array for a column; without the copy `combine_chunks` makes even of one chunk."""
+    if not isinstance(arr, pa.ChunkedArray):
+        return arr
+    return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+
+
+def _string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The raw Arrow buffers of a string array, no copy: (int32 or int64 offsets [n + 1],
+    uint8 data); nulls read as ""."""
+    arr = _flat(arr)
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
     buffers = arr.buffers()
     off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(buffers[1], dtype=off_type)[arr.offset : arr.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(buffers[1], dtype=off_type)[arr.offset : arr.offset + len(arr) + 1]
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    data = np.concatenate([data, np.zeros(1, np.uint8)])  # a safe index for padding
-    lengths = offsets[1:] - offsets[:-1]
-    starts = offsets[:-1]
-    out = np.zeros((n, width), dtype=np.uint8)
-    pad = len(data) - 1
-    for j in range(width):
-        out[:, j] = data[np.where(j < lengths, starts + j, pad)]
-    return out, lengths
-
-
-def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), vectorized."""
-    y = y - (m <= 2)
-    era = np.floor_divide(y, 400)
-    yoe = y - era * 400
-    mp = (m + 9) % 12
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
+    return offsets, data
 
 
 def parse_start(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -231,71 +228,22 @@ def parse_start(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     digits (dropped: rating works in whole seconds), then `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM`.
     A time without an offset is refused: it does not say which instant it is.
     """
-    m, length = _string_matrix(arr, _START_WIDTH)
-    n = len(length)
-    d = m - np.uint8(48)  # digit values; anything that is not a digit wraps to >= 10
-    isdig = d < 10
-    ok = (length >= 20) & (length <= _START_WIDTH)
-    for p in _DIGIT_POS:
-        ok &= isdig[:, p]
-    ok &= (m[:, 4] == 45) & (m[:, 7] == 45) & (m[:, 13] == 58) & (m[:, 16] == 58)
-    ok &= (m[:, 10] == 84) | (m[:, 10] == 116) | (m[:, 10] == 32)
-
-    def num(*pos):
-        v = np.zeros(n, np.int64)
-        for p in pos:
-            v = v * 10 + d[:, p]
-        return v
-
-    year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
-    hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
-    dot = m[:, 19] == 46
-    run = np.zeros(n, np.int64)  # fraction digits after the dot
-    alive = dot.copy()
-    for p in range(20, 29):
-        alive &= isdig[:, p]
-        run += alive
-    ok &= ~dot | (run >= 1)
-    tz = np.where(dot, 20 + run, 19)
-    tzlen = length - tz
-    rows = np.arange(n)
-    last = _START_WIDTH - 1
-    t = [m[rows, np.minimum(tz + k, last)] for k in range(6)]  # the zone designator's bytes
-    td = [x - np.uint8(48) for x in t]
-    dig = [x < 10 for x in td]
-    zulu = (tzlen == 1) & ((t[0] == 90) | (t[0] == 122))
-    signed = (t[0] == 43) | (t[0] == 45)
-    off_h = td[1].astype(np.int64) * 10 + td[2]
-    colon = t[3] == 58
-    hhmm = (tzlen == 5) & dig[3] & dig[4]
-    hh_mm = (tzlen == 6) & colon & dig[4] & dig[5]
-    off_m = np.where(hhmm, td[3].astype(np.int64) * 10 + td[4], 0)
-    off_m = np.where(hh_mm, td[4].astype(np.int64) * 10 + td[5], off_m)
-    offset_ok = signed & dig[1] & dig[2] & ((tzlen == 3) | hhmm | hh_mm) & (off_h <= 23) & (off_m <= 59)
-    ok &= zulu | offset_ok
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    dim = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)]
-    dim = dim + ((month == 2) & leap)
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= dim)
-    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
-    offset = np.where(offset_ok & ~zulu, (off_h * 3600 + off_m * 60) * np.where(t[0] == 45, -1, 1), 0)
-    epoch = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
-    return np.where(ok, epoch, 0), ok
+    offsets, data = _string_buffers(arr)
+    epoch = np.empty(len(offsets) - 1, np.int64)
+    ok = np.empty(len(offsets) - 1, np.bool_)
+    BK._parse_starts(offsets, data, epoch, ok)
+    return epoch, ok
 
 
 def _digits(arr: pa.Array, min_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Digit strings -> (int64 value, int8 length, valid bool); invalid rows get 0."""
-    arr = pc.fill_null(arr, "x")
-    ok = pc.match_substring_regex(arr, f"^[0-9]{{{min_len},{MAX_DIGITS}}}$")
-    length = pc.binary_length(arr)
-    usable = pc.and_(ok, pc.greater(length, 0))
-    value = pc.cast(pc.if_else(usable, arr, "0"), pa.int64())
-    ok_np = ok.to_numpy(zero_copy_only=False)
-    return (
-        value.to_numpy(),
-        np.where(ok_np, length.to_numpy(), 0).astype(np.int8),
-        ok_np,
-    )
+    if arr.null_count:
+        arr = pc.fill_null(arr, "x")
+    offsets, data = _string_buffers(arr)
+    n = len(offsets) - 1
+    value, length, ok = np.empty(n, np.int64), np.empty(n, np.int8), np.empty(n, np.bool_)
+    BK._parse_digits(offsets, data, min_len, MAX_DIGITS, value, length, ok)
+    return value, length, ok
 
 
 def _nonempty(arr: pa.Array) -> np.ndarray:
@@ -318,17 +266,34 @@ def parse_cdrs(
     compiled,
     accounts: AccountPlans | Mapping[str, Plan] | None = None,
     default_plan: Plan | None = None,
+    id_order: pa.Array | None = None,
 ) -> ParsedCdrs:
     """Validate a CDR table and build the engine batch.
 
     With `accounts`, CDRs of other accounts are `unknown_account`; with `default_plan` instead,
-    every account in the file is known and rated with that plan.
+    every account in the file is known and rated with that plan. `id_order` is
+    `sort_cdr_ids(table)` if the caller already has it.
     """
     if (accounts is None) == (default_plan is None):
         raise ValueError("give exactly one of accounts and default_plan")
-    n = table.num_rows
-    col = {c: table.column(c).combine_chunks() for c in CDR_COLUMNS}
+    col = {c: _flat(table.column(c)) for c in CDR_COLUMNS}
+    if id_order is not None:
+        return _parse_columns(table, col, id_order, compiled, accounts, default_plan)
+    with ThreadPoolExecutor(1) as pool:
+        # Arrow sorts the ids on a second thread (it releases the GIL) meanwhile.
+        sorting = pool.submit(sort_cdr_ids, table)
+        return _parse_columns(table, col, sorting.result, compiled, accounts, default_plan)
 
+
+def sort_cdr_ids(table: pa.Table) -> pa.Array:
+    """Row indices of a CDR table in the lexicographic order of cdr_id; a stable sort."""
+    ids = _flat(table.column("cdr_id"))
+    return pc.sort_indices(pc.fill_null(ids, "") if ids.null_count else ids)
+
+
+def _parse_columns(table, col, id_order, compiled, accounts, default_plan) -> ParsedCdrs:
+    """`parse_cdrs` given the columns; id_order: the sorted id indices or a callable giving them."""
+    n = table.num_rows
     start, start_ok = parse_start(col["start"])
     usage, _, usage_ok = _digits(col["usage"], 1)
     dest, dest_len, dest_ok = _digits(col["destination"], 0)
@@ -349,17 +314,15 @@ def parse_cdrs(
     pre = np.zeros(n, np.int8)
     pre[malformed] = MALFORMED
 
-    # Duplicates among well-formed rows only: a garbled row must not shadow a good one.
-    good = np.flatnonzero(~malformed)
+    # Duplicates among well-formed rows only: a garbled row must not shadow a good one. A
+    # stable sort keeps equal ids in file order, so the first good row of each run is the
+    # original; the same sort gives the id ranks (the engine's tie-break).
     ids = col["cdr_id"]
-    codes = pc.dictionary_encode(ids.take(pa.array(good))).indices.to_numpy()
-    if len(codes):
-        # dictionary codes are handed out in order of first appearance
-        seen = np.concatenate([[-1], np.maximum.accumulate(codes)[:-1]])
-        pre[good[codes <= seen]] = DUPLICATE
-
+    order = (id_order() if callable(id_order) else id_order).to_numpy().view(np.int64)
     rank = np.empty(n, np.int64)
-    rank[pc.sort_indices(pc.fill_null(ids, "")).to_numpy()] = np.arange(n, dtype=np.int64)
+    duplicate = np.empty(n, np.bool_)
+    BK._duplicates_and_rank(order, *_string_buffers(ids), ~malformed, rank, duplicate)
+    pre[duplicate] = DUPLICATE
 
     acct_col = pc.fill_null(col["account"], "")
     if accounts is not None:
@@ -377,8 +340,9 @@ def parse_cdrs(
         plans = [default_plan]
         plan = np.zeros(n, np.int32)
         n_accounts = len(enc.dictionary)
-    account = np.where(malformed, -1, account).astype(np.int32)
-    plan = np.where(account < 0, -1, plan).astype(np.int32)
+    # in place: no more arrays of the file's size than the batch needs
+    account[malformed] = -1
+    plan[account < 0] = -1
     pre[(pre == 0) & (account < 0)] = UNKNOWN_ACCOUNT
 
     services = sorted(compiled.service_id, key=compiled.service_id.get)
@@ -386,15 +350,17 @@ def parse_cdrs(
         pc.index_in(pc.fill_null(col["service"], ""), value_set=pa.array(services, pa.string())), -1
     ).to_numpy()
     service = np.array([compiled.service_id[s] for s in services] + [-1], np.int32)[service]
+    for values, blank in ((service, -1), (usage, 0), (dest, 0), (dest_len, 0)):
+        values[malformed] = blank
 
     batch = CdrBatch(
         account=account,
         plan=plan,
-        service=np.where(malformed, -1, service).astype(np.int32),
-        start=start.astype(np.int64),
-        usage=np.where(malformed, 0, usage).astype(np.int64),
-        dest=np.where(malformed, 0, dest).astype(np.int64),
-        dest_len=np.where(malformed, 0, dest_len).astype(np.int8),
+        service=service,
+        start=start,
+        usage=usage,
+        dest=dest,
+        dest_len=dest_len,
         cdr_rank=rank,
         pre_reason=pre,
     )
@@ -454,6 +420,16 @@ def rate_cdrs(compiled, parsed: ParsedCdrs, timezone: str, bill_cycle_day: int |
             arr[rows] = getattr(rated, f)
         out[f] = arr
     return RatedBatch(**out)
+
+
+def warm_up(compiled, timezone: str) -> None:
+    """Load every numba kernel that rating a file uses (from numba's on-disk cache) by
+    rating and writing one made-up CDR; `ccs rate` does this while its file is being read."""
+    row = {"cdr_id": "w", "account": "w", "service": "", "start": "2024-01-01T00:00:00Z",
+           "usage": "0", "destination": ""}
+    table = pa.table({c: pa.array([v], pa.string()) for c, v in row.items()})
+    parsed = parse_cdrs(table, compiled, accounts={})
+    write_rated_csv(parsed, rate_cdrs(compiled, parsed, timezone), compiled, compiled.decimals, io.BytesIO())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,6 +518,92 @@ def write_rated(table: pa.Table, out) -> None:
     ) or any(c in name for name in table.column_names for c in ',"\r\n')
     style = "needed" if needs_quotes else "none"
     pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(quoting_style=style))
+
+
+def _row_labels(compiled) -> tuple[np.ndarray, np.ndarray]:
+    """Every `status,reason,destination_name,band,` text a rated row can have, in the order
+    `billing.kernels._write_rows` indexes them, as (int64 offsets, uint8 data)."""
+    dests = list(compiled.destination_names) + [""]
+    bands = list(compiled.band_names) + [""]
+    texts = []
+    for head in ("rated,,", f"rejected,{REASONS[NO_RATE]},"):  # rows that name where they went
+        for d in dests:
+            texts.extend(f"{head}{d},{b}," for b in bands)
+    for status in STATUS_LABELS:
+        texts.extend(f"{status},{label},,," for label in REASON_LABELS)
+    enc = [t.encode() for t in texts]
+    offsets = np.zeros(len(enc) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(t) for t in enc])
+    return offsets, np.frombuffer(b"".join(enc), np.uint8)
+
+
+def write_rated_csv(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: int, out) -> None:
+    """Write the rated CSV of a parsed file to a path or binary file object.
+
+    Byte for byte what `write_rated(rated_table(...), out)` writes, built by one kernel pass
+    into a byte buffer when no value needs quoting (the usual case); otherwise by Arrow.
+    """
+    table = parsed.table.drop_columns([c for c in OUTPUT_COLUMNS if c in parsed.table.column_names])
+    names = table.column_names + list(OUTPUT_COLUMNS)
+    cols = [_string_buffers(c) for c in table.columns
+            if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)]
+    if (len(cols) < table.num_columns or any(ch in name for name in names for ch in ',"\r\n')
+            or any(BK._has_special(data, off[0], off[-1]) for off, data in cols)):
+        write_rated(rated_table(parsed, rated, compiled, decimals), out)
+        return
+    step = 10 ** (6 - decimals)
+    if not BK._amounts_fit(rated.reason, rated.charge, rated.discount, rated.net_charge, step):
+        raise ValueError(f"amounts do not fit in {decimals} decimals")
+    n = table.num_rows
+    lab_off, lab_data = _row_labels(compiled)
+    row_max = len(cols) + int(np.diff(lab_off).max()) + 21 + 3 * 29 + 1  # besides the input fields
+    header = (",".join(f'"{c}"' for c in names) + "\n").encode()
+    # Chunks of rows are formatted on two threads (the kernels release the GIL), each chunk's
+    # input fields first copied side by side, into a few buffers used in turn; chunks are
+    # written in order as they come. No array of the file's size is made.
+    slots = [[np.empty((_WRITE_CHUNK + 1, len(cols)), np.int64), np.empty(0, np.uint8),
+              np.empty(0, np.uint8)] for _ in range(_IN_FLIGHT)]
+
+    def chunk(slot: int, lo: int, hi: int) -> np.ndarray:
+        chunk_off, chunk_data, buf = slots[slot]
+        size = sum(int(off[hi] - off[lo]) for off, _ in cols)
+        if len(chunk_data) < size:
+            chunk_data = slots[slot][1] = np.empty(size, np.uint8)
+        if len(buf) < size + (hi - lo) * row_max + 16:
+            buf = slots[slot][2] = np.empty(size + (hi - lo) * row_max + 16, np.uint8)
+        at = 0
+        for k, (off, data) in enumerate(cols):
+            at = BK._stage_column(off, data, lo, hi, k, chunk_off, chunk_data, at)
+        used = BK._write_rows(
+            buf, chunk_off[: hi - lo + 1], chunk_data, lo, rated.reason, parsed.malformed_column,
+            rated.dest_name, rated.band, rated.rated_usage, rated.charge, rated.discount,
+            rated.net_charge, lab_off, lab_data, len(compiled.destination_names),
+            len(compiled.band_names), len(REASONS), len(REASON_LABELS), DUPLICATE, NO_RATE,
+            decimals)
+        return buf[:used]
+
+    with _binary_out(out) as f, ThreadPoolExecutor(2) as pool:
+        f.write(header)
+        pending: deque = deque()
+        for k, lo in enumerate(range(0, n, _WRITE_CHUNK)):
+            if len(pending) == _IN_FLIGHT:
+                f.write(memoryview(pending.popleft().result()))
+            pending.append(pool.submit(chunk, k % _IN_FLIGHT, lo, min(n, lo + _WRITE_CHUNK)))
+        while pending:
+            f.write(memoryview(pending.popleft().result()))
+
+
+_WRITE_CHUNK = 1 << 15
+_IN_FLIGHT = 4
+
+
+@contextmanager
+def _binary_out(out):
+    if isinstance(out, (str, Path)):
+        with open(out, "wb") as f:
+            yield f
+    else:
+        yield out
 
 
 @dataclass

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing import cdrs
 from rating.catalog import parse_catalog
@@ -15,6 +19,9 @@ from rating.compiler import compile_catalog
 from rating.cycles import cycle_of
 from rating.engine import Plan
 from rating.money import format_money
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rating"))
+from reference import parse_start as reference_parse_start  # noqa: E402
 
 CATALOG = """
 currency: EUR
@@ -75,6 +82,32 @@ def test_parse_start_accepts_iso_8601_with_offset(text, epoch):
 def test_parse_start_refuses_anything_else(text):
     _, ok = cdrs.parse_start(pa.array([text], pa.string()))
     assert ok.tolist() == [False]
+
+
+@st.composite
+def _start_texts(draw):
+    """Near-ISO 8601 texts: numbers out of range, every separator and zone form, stray chars."""
+    n = lambda hi, w: f"{draw(st.integers(0, hi)):0{w}d}"  # noqa: E731
+    text = (f"{n(9999, 4)}-{n(13, 2)}-{n(32, 2)}{draw(st.sampled_from('Tt x'))}"
+            f"{n(25, 2)}:{n(61, 2)}:{n(61, 2)}")
+    if draw(st.booleans()):
+        text += "." + "".join(draw(st.lists(st.sampled_from("0123456789"), max_size=11)))
+    text += draw(st.sampled_from(["", "Z", "z", "+", "-"]))
+    if text[-1] in "+-":
+        text += n(25, 2) + draw(st.sampled_from(["", ":", "x"])) + draw(st.sampled_from(["", n(61, 2), n(9, 1)]))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["", "0", "Z", ":", "+", "\u00e9"])) + text[at + 1:]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_start_texts(), min_size=1, max_size=20))
+def test_parse_start_agrees_with_the_reference(texts):
+    got, ok = cdrs.parse_start(pa.array(texts, pa.string()))
+    want = [reference_parse_start(t) for t in texts]
+    assert ok.tolist() == [w is not None for w in want]
+    assert got.tolist() == [0 if w is None else w for w in want]
 
 
 def test_malformed_reason_names_the_first_bad_column(catalog):
@@ -193,3 +226,101 @@ def test_write_rated_quotes_only_when_needed():
     tricky = pa.table({"a": ["x,1", 'q"r', "s\nt"]})
     back = list(csv.reader(io.StringIO(cdrs.to_csv_bytes(tricky).decode(), newline="")))
     assert back == [["a"], ["x,1"], ['q"r'], ["s\nt"]]
+
+
+def _rated_files(decimals: int, extra: str = "") -> tuple:
+    """A parsed and rated file holding every kind of row, with catalog decimals `decimals`."""
+    catalog = parse_catalog(CATALOG.replace("decimals: 2", f"decimals: {decimals}").replace('"0.10"', '"1.234567"'))
+    compiled = compile_catalog(catalog)
+    rows = [
+        _row(cdr_id="r1"), _row(cdr_id="r2", usage="123456789"), _row(cdr_id="r3", usage="0"),
+        _row(cdr_id="m1", usage="x"), _row(cdr_id="r1"), _row(cdr_id="u1", account="nobody"),
+        _row(cdr_id="s1", service="video"), _row(cdr_id="d1", destination="33"),
+        _row(cdr_id="", start=None), _row(cdr_id="r4" + extra, destination=""),
+    ]
+    table = _table(rows).append_column("note", pa.array(["n"] * 9 + [None], pa.string()))
+    parsed = cdrs.parse_cdrs(table, compiled, accounts={"a": Plan("std", ("d1",))})
+    return parsed, cdrs.rate_cdrs(compiled, parsed, catalog.timezone), compiled
+
+
+@pytest.mark.parametrize("decimals, extra, chunk", [(0, "", 1 << 16), (2, "", 3), (6, "", 1),
+                                                    (2, ",", 4), (2, '"', 1 << 16)])
+def test_write_rated_csv_writes_what_write_rated_writes(decimals, extra, chunk, monkeypatch, tmp_path):
+    # the byte buffer path (no value needs quotes) and Arrow's path (some do) give the same file
+    monkeypatch.setattr(cdrs, "_WRITE_CHUNK", chunk)
+    parsed, rated, compiled = _rated_files(decimals, extra)
+    expected = cdrs.to_csv_bytes(cdrs.rated_table(parsed, rated, compiled, decimals))
+    cdrs.write_rated_csv(parsed, rated, compiled, decimals, tmp_path / "out.csv")
+    buf = io.BytesIO()
+    cdrs.write_rated_csv(parsed, rated, compiled, decimals, buf)
+    assert (tmp_path / "out.csv").read_bytes() == buf.getvalue() == expected
+    lines = list(csv.reader(io.StringIO(expected.decode(), newline="")))
+    assert lines[0][-9:] == ["note", *cdrs.OUTPUT_COLUMNS]
+    # 123456789 SMS at 1.234567 = 152415677.625363, rounded half up; less 5% of that, rounded
+    amounts = {0: ["152415678", "7620784", "144794894"], 2: ["152415677.63", "7620783.88", "144794893.75"],
+               6: ["152415677.625363", "7620783.881268", "144794893.744095"]}[decimals]
+    assert lines[2][7:] == ["rated", "", "DE", "", "123456789", *amounts]
+    assert [r[7] for r in lines[1:]] == ["rated", "rated", "rated", "rejected", "duplicate", "rejected",
+                                         "rejected", "rejected", "rejected", "rated"]
+
+
+def test_write_rated_csv_of_an_empty_file(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("cdr_id,account,service,start,usage,destination\n")
+    compiled = compile_catalog(parse_catalog(CATALOG))
+    parsed = cdrs.parse_cdrs(cdrs.read_cdr_table(path), compiled, default_plan=Plan("std"))
+    rated = cdrs.rate_cdrs(compiled, parsed, "Europe/Berlin")
+    buf = io.BytesIO()
+    cdrs.write_rated_csv(parsed, rated, compiled, 2, buf)
+    assert buf.getvalue() == cdrs.to_csv_bytes(cdrs.rated_table(parsed, rated, compiled, 2))
+    assert buf.getvalue().decode().count("\n") == 1
+
+
+def test_chunked_and_large_string_tables_parse_and_write_alike(catalog):
+    # files read in several blocks give chunked columns; large_string has 64-bit offsets
+    compiled = compile_catalog(catalog)
+    rows = [_row(cdr_id=f"c{i}", usage=str(i), start=None if i == 3 else "2024-03-04T09:00:00Z")
+            for i in range(7)] + [_row(cdr_id="c1")]
+    one = _table(rows)
+    chunked = pa.concat_tables([one.slice(0, 3), one.slice(3, 2), one.slice(5)])
+    large = one.cast(pa.schema([(c, pa.large_string()) for c in one.column_names]))
+    outputs = set()
+    for table in (one, chunked, large):
+        parsed = cdrs.parse_cdrs(table, compiled, default_plan=Plan("std"))
+        rated = cdrs.rate_cdrs(compiled, parsed, catalog.timezone)
+        buf = io.BytesIO()
+        cdrs.write_rated_csv(parsed, rated, compiled, 2, buf)
+        outputs.add(buf.getvalue())
+    assert len(outputs) == 1
+    lines = outputs.pop().decode().splitlines()
+    assert lines[4].endswith(",rejected,malformed:start,,,0,0.00,0.00,0.00")
+    assert lines[-1].endswith(",duplicate,duplicate,,,0,0.00,0.00,0.00")
+    assert lines[3].endswith(",rated,,DE,,2,0.20,0.00,0.20")
+
+
+@pytest.mark.parametrize("decimals", [0, 6])
+def test_warm_up_on_a_catalog_without_bands(decimals):
+    compiled = compile_catalog(parse_catalog(CATALOG.replace("decimals: 2", f"decimals: {decimals}")))
+    assert cdrs.warm_up(compiled, "Europe/Berlin") is None
+
+
+def test_write_rated_csv_refuses_unrounded_amounts_before_writing():
+    parsed, rated, compiled = _rated_files(2)
+    rated.charge[0] += 1  # 1 micro-unit: not a whole cent
+    buf = io.BytesIO()
+    with pytest.raises(ValueError, match="do not fit in 2 decimals"):
+        cdrs.write_rated_csv(parsed, rated, compiled, 2, buf)
+    assert buf.getvalue() == b""
+
+
+def test_parse_cdrs_with_the_id_order_given_parses_alike(catalog):
+    compiled = compile_catalog(catalog)
+    rows = [_row(cdr_id="b", usage="x"), _row(cdr_id="b"), _row(cdr_id=None), _row(cdr_id="a"),
+            _row(cdr_id="b")]
+    table = _table(rows)
+    assert cdrs.sort_cdr_ids(table).to_pylist() == [2, 3, 0, 1, 4]  # "" first; ties in file order
+    a = cdrs.parse_cdrs(table, compiled, default_plan=Plan("std"))
+    b = cdrs.parse_cdrs(table, compiled, default_plan=Plan("std"), id_order=cdrs.sort_cdr_ids(table))
+    assert a.batch.pre_reason.tolist() == b.batch.pre_reason.tolist() == [
+        cdrs.MALFORMED, 0, cdrs.MALFORMED, 0, cdrs.DUPLICATE]
+    assert a.batch.cdr_rank.tolist() == b.batch.cdr_rank.tolist() == [2, 3, 0, 1, 4]

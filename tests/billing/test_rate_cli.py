@@ -254,3 +254,39 @@ def test_console_script(tmp_path):
     assert [r["net_charge"] for r in rows[:8]] == [v[7] for v in GOOD.values()]
     assert [r["reason"] for r in rows[8:]] == [v[1] for v in REJECTED.values()]
     assert "rated 8, duplicate 1, rejected 4, total net charge 0.6268" in proc.stderr
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ccs")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_errors_keep_their_order_while_the_cdr_file_is_read_meanwhile(tmp_path, capsys):
+    # `ccs rate` reads the CDR file on a second thread: its error must not overtake the others
+    (tmp_path / "bad.yaml").write_text(CATALOG.replace('"0.0900"', "0.09"))
+    (tmp_path / "catalog.yaml").write_text(CATALOG)
+    (tmp_path / "accounts.csv").write_text("account,tariff\nzed,gold\n")
+    absent = str(tmp_path / "absent.csv")
+    assert _run(["rate", "--catalog", str(tmp_path / "bad.yaml"), "--cdrs", absent, "--tariff", "std"]) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err and "absent.csv" not in err
+    assert _run(["rate", "--catalog", str(tmp_path / "catalog.yaml"), "--cdrs", absent, "--tariff", "gold"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown tariff 'gold'" in err and "absent.csv" not in err
+    assert _run(["rate", "--catalog", str(tmp_path / "catalog.yaml"), "--cdrs", absent,
+                 "--accounts", str(tmp_path / "accounts.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "tariff: unknown tariff 'gold'" in err and "absent.csv" not in err
+    assert _run(["rate", "--catalog", str(tmp_path / "catalog.yaml"), "--cdrs", absent, "--tariff", "std"]) == 2
+    assert "absent.csv: cannot read" in capsys.readouterr().err
+
+
+def test_many_rows_across_write_chunks(tmp_path):
+    # more rows than one formatting chunk: chunks come back in input order
+    rows = [f"m{i},bob,sms,2024-03-04T09:00:00Z,{i % 3},49" for i in range(70_000)]
+    code, out = rate(tmp_path, rows)
+    assert code == 0 and len(out) == 70_000
+    assert [r["cdr_id"] for r in out[::9_999]] == [f"m{i}" for i in range(0, 70_000, 9_999)]
+    assert {(r["usage"], r["net_charge"]) for r in out} == {("0", "0.0000"), ("1", "0.0900"), ("2", "0.1800")}
