@@ -154,7 +154,13 @@ class AccountStore:
         member = expiry_member(account_id, index[1])
         if index[0] == "rem":
             pipe.zrem(EXPIRY_INDEX, member)
-            return self._result(account_id, op_id, self.scripts.execute(pipe, self.r)[0])
+            try:
+                return self._result(account_id, op_id, self.scripts.execute(pipe, self.r)[0])
+            except AccountError:
+                # a refused commit (e.g. an amount out of range) keeps its reservation: the
+                # sweeper must still find it
+                self._settle_index(keys, member, index[1], 0, None)
+                raise
         # GT: a new entry is added, an existing one only ever moves later, never earlier
         pipe.zadd(EXPIRY_INDEX, {member: index[2]}, gt=True)
         try:

@@ -192,6 +192,21 @@ local function set_reserved(a, v, h)
   redis.call('HSET', (h or SELF).acct, 'rsv', a.rsv)
 end
 
+-- the balance once `amount` is charged (charge_money: free money buckets first), unwritten
+local function balance_after(a, list, amount)
+  local free = 0
+  for _, b in ipairs(money_candidates(list)) do free = free + b.remaining - b.reserved end
+  return N(a.bal) - math.max(0, amount - free)
+end
+
+-- an "amount" error naming `field` when `v` (a balance or reserved total an operation would
+-- store) leaves -(2^53 - 1) .. 2^53 - 1, beyond which Lua doubles round; nil when it fits.
+-- Each figure is one subtraction or addition of exact terms, so the test itself is exact.
+local function out_of_range(v, field, what)
+  if v <= MAXI and v >= -MAXI then return nil end
+  return err('amount', field, 'the ' .. what .. ' would leave the exact range of 2^53 - 1 micro-units')
+end
+
 -- charge `amount` to an account: valid money buckets soonest expiry first, then the balance;
 -- returns what came from buckets
 local function charge_money(a, list, amount, d, h)
@@ -266,8 +281,22 @@ local function sub_today(s)
   return s.from <= CTX.today and (s.to == nil or CTX.today < s.to)
 end
 
+-- the id (and source) of subscription `si`'s allowance bucket for the current cycle:
+-- allowance:<offer>/<allowance>:<cycle>, plus @<from date> when an earlier subscription in
+-- the list is to the same offer. Subscriptions are only ever appended and two non-empty ones
+-- to the same offer never overlap, so never start the same day: one id per subscription,
+-- allowance and cycle, stable whoever computes it.
+local function allowance_id(subs, si, al)
+  local s = subs[si]
+  local id = 'allowance:' .. s.offer .. '/' .. al.name .. ':' .. CTX.cycle
+  for j = 1, si - 1 do
+    if subs[j].offer == s.offer then return id .. '@' .. s.from end
+  end
+  return id
+end
+
 -- grant allowances of subscriptions active in the current cycle; the bucket id is its source
--- (offer, allowance, cycle), so a grant happens once whoever touches the account first
+-- (allowance_id), so a grant happens once whoever touches the account first
 local function grant_cycle(a, only)
   if CTX.cycle == nil then return end
   if only == nil and a.granted == CTX.cycle then return end
@@ -276,7 +305,7 @@ local function grant_cycle(a, only)
   for si, s in ipairs(subs) do
     if (only == nil or only == si) and sub_in_cycle(s) then
       for ai, al in ipairs(s.allow or {}) do
-        local id = 'allowance:' .. s.offer .. '/' .. al.name .. ':' .. CTX.cycle
+        local id = allowance_id(subs, si, al)
         local vf, vt = N(CTX.cs), N(CTX.ce)
         if s.from_utc ~= nil then vf = math.max(vf, N(s.from_utc)) end
         if s.to_utc ~= nil then vt = math.min(vt, N(s.to_utc)) end
@@ -298,11 +327,13 @@ local function grant_cycle(a, only)
   if any then ledger('grant', {new_buckets = nb}) end
 end
 
--- a gift bucket from a promotion; returns (id, bucket) after writing it
-local function gift(g, kind_source, priority, n)
+-- a gift bucket from a promotion, valid valid_days x 86400 s from `start` (default now);
+-- returns (id, bucket) after writing it
+local function gift(g, kind_source, priority, n, start)
   local id = 'gift:' .. OP_ID .. ':' .. n
+  start = start or NOW
   local b = {kind = 'units', service = g.service, remaining = N(g.units), initial = N(g.units),
-    reserved = 0, valid_from = NOW, valid_to = NOW + N(g.valid_days) * 86400,
+    reserved = 0, valid_from = start, valid_to = start + N(g.valid_days) * 86400,
     priority = priority, source = kind_source}
   if g.money ~= nil then
     b.kind = 'money'; b.service = nil
@@ -333,7 +364,9 @@ local function sub_conflict(a, s)
   return nil
 end
 
--- record a subscription, its subscribe gifts and its allowances for the current cycle
+-- record a subscription, its subscribe gifts and its allowances for the current cycle;
+-- the gifts are valid from the subscription's start (local midnight of `from`), or from now
+-- when that is past, so a subscription taken ahead of time gets them when it begins
 local function add_sub(a, s, gifts_from)
   local subs = cjson.decode(a.subs or '[]')
   local idx = #subs + 1
@@ -341,8 +374,10 @@ local function add_sub(a, s, gifts_from)
   a.subs = cjson.encode(subs)
   redis.call('HSET', K_ACCT, 'subs', a.subs)
   local nb = {}
+  local start = math.max(NOW, N(s.from_utc))
   for gi, g in ipairs(s.gifts or {}) do
-    local id, b = gift(g, 'gift:subscribe:' .. s.offer, 100000 + idx * 1000 + gi, gifts_from + gi)
+    local id, b = gift(g, 'gift:subscribe:' .. s.offer, 100000 + idx * 1000 + gi, gifts_from + gi,
+      start)
     nb[id] = b
   end
   ledger('subscribe', {subscription = {offer = s.offer, from = s.from, to = s.to},

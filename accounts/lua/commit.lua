@@ -10,19 +10,46 @@
 -- (a parent that is no longer active: up to what this session held on it); what neither
 -- covers stays on the child. Works on any status (the grant was given).
 -- Returns: answer code "ok" {covered_units, charged, from_buckets, released_money,
---   from_parent (child)}; error "unknown".
+--   from_parent (child)}; errors "unknown", "amount" (field charge: the balance of the
+--   account or its parent would pass -(2^53 - 1); nothing is written).
 local r = replay()
 if r then return r end
 local a = load_acct()
 if not a then return unknown() end
-grant_cycle(a)
-local list, by_id = load_buckets()
 local pa, plist = load_parent()
-local d = {session = P.session}
-local pd = {child = a.id, session = P.session}
 local units, charge = N(P.units), N(P.charge)
 local raw = redis.call('HGET', K_RSV, P.session)
 local res = raw and cjson.decode(raw) or nil
+-- the money figures before anything is written (the grant below adds unit buckets only):
+-- what is freed of the held money, then how the charge splits, on the state after the free
+local held_own = res and N(res.money) or 0
+local held_par = (res and pa) and N(res.pmoney) or 0
+local free_own, free_par = held_own, held_par
+if not P.release then
+  local f = math.min(charge, held_own + held_par)
+  free_own = math.min(f, held_own)
+  free_par = f - free_own
+end
+local own = available(a, load_buckets())
+if own ~= nil then own = own + free_own end
+local lend = 0
+if pa ~= nil then
+  local v = available(pa, plist)
+  if v ~= nil then v = v + free_par end
+  if pa.status == 'active' then
+    lend = v ~= nil and math.max(v, 0) or nil
+  else
+    lend = math.min(free_par, v == nil and free_par or math.max(v, 0))
+  end
+end
+local mine, theirs = split(charge, own, lend)
+local e = out_of_range(balance_after(a, load_buckets(), mine), 'charge', 'balance')
+  or (theirs ~= 0 and out_of_range(balance_after(pa, plist, theirs), 'charge', "parent's balance"))
+if e then return e end
+grant_cycle(a)
+local list, by_id = load_buckets()
+local d = {session = P.session}
+local pd = {child = a.id, session = P.session}
 local need = units
 if res then
   local held = {}
@@ -43,14 +70,6 @@ if res then
 end
 if need > 0 then need = need - take_free(unit_candidates(list, P.service, P.dest), need, d, 'remaining') end
 -- free the held money
-local held_own = res and N(res.money) or 0
-local held_par = (res and pa) and N(res.pmoney) or 0
-local free_own, free_par = held_own, held_par
-if not P.release then
-  local f = math.min(charge, held_own + held_par)
-  free_own = math.min(f, held_own)
-  free_par = f - free_own
-end
 if free_own ~= 0 then
   set_reserved(a, N(a.rsv) - free_own)
   d.reserved = -free_own
@@ -61,15 +80,6 @@ if free_par ~= 0 then
   d.parent_reserved = -free_par
 end
 -- then charge: own available first, the parent's for the rest
-local lend = 0
-if pa ~= nil then
-  lend = lends(pa, plist)
-  if pa.status ~= 'active' then
-    local v = available(pa, plist)
-    lend = math.min(free_par, v == nil and free_par or math.max(v, 0))
-  end
-end
-local mine, theirs = split(charge, available(a, list), lend)
 local from_buckets = charge_money(a, list, mine, d)
 if theirs ~= 0 then
   charge_money(pa, plist, theirs, pd, PAR)

@@ -4,30 +4,39 @@
 -- from the child's own available first, the rest from the parent (see reserve.lua).
 -- ARGV: op id, fingerprint, context, params {charge, units, service?, dest?, counters,
 --   expected?, record?}.
+-- The credit check applies to the charge: a charge of 0 (units covered by buckets) passes
+-- whatever the balance.
 -- Returns: answer code "ok" {covered_units, charged, from_buckets, available?,
---   from_parent (child)}; "stale"
---   {covered}; "no_credit" {available, covered}; "suspended"; error "unknown".
+--   from_parent (child)}; "stale" {covered}; "no_credit" {available, covered}; "suspended";
+--   errors "unknown", "amount" (field charge: the balance of the account or its parent would
+--   pass -(2^53 - 1), possible only where credit is unlimited).
 local r = replay()
 if r then return r end
 local a = load_acct()
 if not a then return unknown() end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
-grant_cycle(a)
-local list = load_buckets()
-local pa, plist = load_parent()
 local units, charge = N(P.units), N(P.charge)
+-- the money figures before anything is written (the grant adds unit buckets only)
+local pa, plist = load_parent()
+local list = load_buckets()
+local own, lend = available(a, list), lends(pa, plist)
+local avail = family_available(own, lend)
+local denied = charge > 0 and avail ~= nil and charge > avail
+local mine, theirs = split(charge, own, lend)
+if not denied then
+  local e = out_of_range(balance_after(a, list, mine), 'charge', 'balance')
+    or (theirs ~= 0 and out_of_range(balance_after(pa, plist, theirs), 'charge', "parent's balance"))
+  if e then return e end
+end
+grant_cycle(a)
+list = load_buckets()
 local cands = unit_candidates(list, P.service, P.dest)
 local covered = 0
 for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.remaining - b.reserved) end
 if P.expected ~= nil and N(P.expected) ~= covered then
   return finish('stale', {covered = covered})
 end
-local own, lend = available(a, list), lends(pa, plist)
-local avail = family_available(own, lend)
-if avail ~= nil and charge > avail then
-  return finish('no_credit', {available = avail, covered = covered})
-end
-local mine, theirs = split(charge, own, lend)
+if denied then return finish('no_credit', {available = avail, covered = covered}) end
 local d = {}
 take_free(cands, units, d, 'remaining')
 local from_buckets = charge_money(a, list, mine, d)

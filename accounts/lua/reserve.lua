@@ -5,18 +5,33 @@
 -- A child's credit check is its own available + what its parent lends (_lib.lua: lends);
 -- the hold goes on the child's own available first, the rest on the parent, and the
 -- reservation records both parts (money, pmoney) so commit/release settle each account.
+-- The credit check applies to the money asked for: a request with money 0 (its units covered
+-- by buckets) is granted whatever the balance (online.md: 4012 only when no unit is covered).
 -- Returns: answer code "ok" {covered, granted_money, available?, from_parent (child)};
 --   "stale" {covered} when the buckets cover another amount than expected; "no_credit"
---   {available, covered}; "suspended" for a non-active account; error "unknown".
+--   {available, covered}; "suspended" for a non-active account; errors "unknown", "amount"
+--   (field money: the money held by the account or its parent would pass 2^53 - 1).
 local r = replay()
 if r then return r end
 local a = load_acct()
 if not a then return unknown() end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
+local units, money = N(P.units), N(P.money)
+-- the money figures first (the grant below adds unit buckets only, so they do not change):
+-- a hold that would pass the credit check but not fit the exact range is refused before
+-- anything is written
+local pa, plist = load_parent()
+local own, lend = available(a, load_buckets()), lends(pa, plist)
+local avail = family_available(own, lend)
+local denied = money > 0 and avail ~= nil and money > avail
+local mine, theirs = split(money, own, lend)
+if not denied then
+  local e = out_of_range(N(a.rsv) + mine, 'money', 'money held')
+    or (theirs ~= 0 and out_of_range(N(pa.rsv) + theirs, 'money', "parent's money held"))
+  if e then return e end
+end
 grant_cycle(a)
 local list = load_buckets()
-local pa, plist = load_parent()
-local units, money = N(P.units), N(P.money)
 -- count coverage first, write nothing until every check has passed
 local covered = 0
 local cands = unit_candidates(list, P.service, P.dest)
@@ -24,12 +39,7 @@ for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.rem
 if P.expected ~= nil and N(P.expected) ~= covered then
   return finish('stale', {covered = covered})
 end
-local own, lend = available(a, list), lends(pa, plist)
-local avail = family_available(own, lend)
-if avail ~= nil and money > avail then
-  return finish('no_credit', {available = avail, covered = covered})
-end
-local mine, theirs = split(money, own, lend)
+if denied then return finish('no_credit', {available = avail, covered = covered}) end
 local d = {session = P.session}
 take_free(cands, units, d, 'reserved')
 local res = redis.call('HGET', K_RSV, P.session)
