@@ -1,12 +1,11 @@
-"""CDR files: reading and validating CDR and account CSVs into engine batches, writing rated CSVs.
+"""CDR files: validating CDR tables into engine batches, rating them by cycle, writing rated CSVs.
 
-All per-row work is columnar (pyarrow compute and numpy); Python loops only run per distinct
-value (accounts, plans, cycles) or on the slow path for rows with the wrong number of fields.
+All per-row work is columnar (pyarrow compute, numpy, `billing.kernels`); Python loops only run
+per distinct value (plans, cycles). Reading the files is `billing.cdr_read` (re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import deque
 from collections.abc import Mapping
@@ -21,180 +20,28 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from billing import kernels as BK
+from billing.cdr_read import (  # noqa: F401  (re-exported: callers read files through cdrs)
+    ACCOUNT_COLUMNS,
+    CDR_COLUMNS,
+    EXTRA_FIELDS,
+    AccountPlans,
+    CdrFileError,
+    nonempty,
+    read_accounts,
+    read_cdr_table,
+)
 from rating.cycles import cycle_bounds, cycle_of, parse_cycle
 from rating.engine import REASONS, Accumulators, CdrBatch, Plan, RatedBatch, rate_batch
-from rating.model import Catalog
 
-# Required CDR columns, in the order malformed checks run (the first bad one names the reason).
-CDR_COLUMNS = ("cdr_id", "account", "service", "start", "usage", "destination")
 OUTPUT_COLUMNS = (
     "status", "reason", "destination_name", "band", "rated_usage", "charge", "discount", "net_charge",
 )
-ACCOUNT_COLUMNS = ("account", "tariff", "discounts")
 
 MALFORMED = REASONS.index("malformed")
 DUPLICATE = REASONS.index("duplicate")
 UNKNOWN_ACCOUNT = REASONS.index("unknown_account")
 NO_RATE = REASONS.index("no_rate")
 MAX_DIGITS = 18  # int64 holds any 18-digit number; 19 could overflow
-
-
-
-class CdrFileError(ValueError):
-    """A CDR or account file that cannot be used at all (unreadable, a required column missing)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# reading
-
-
-def _header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        row = next(csv.reader(f), None)
-    if not row:
-        raise CdrFileError(f"{path}: empty file, a header row is required")
-    return row
-
-
-def _read_strings(path: Path, required: tuple[str, ...], threads: bool = True) -> pa.Table:
-    """Read a CSV with every column as a string; rows with the wrong field count keep their place.
-
-    `threads=False` keeps a small file off Arrow's shared thread pool (which may be busy with
-    a big one read meanwhile)."""
-    path = Path(path)
-    try:
-        header = _header(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CdrFileError(f"{path}: cannot read: {exc}") from exc
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise CdrFileError(f"{path}: missing required column(s) {', '.join(missing)} in header")
-    if len(set(header)) != len(header):
-        raise CdrFileError(f"{path}: duplicate column names in header {header}")
-    bad_rows = []
-
-    def on_invalid(row) -> str:
-        bad_rows.append(row)
-        return "skip"
-
-    try:
-        # Mapped, not read: the bytes come straight from the page cache, no buffer of the
-        # file's size to allocate (fresh memory is slow to touch on a VM).
-        table = pacsv.read_csv(
-            pa.memory_map(str(path)) if path.is_file() else path,
-            read_options=pacsv.ReadOptions(block_size=16 << 20, use_threads=threads),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in header}, strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise CdrFileError(f"{path}: cannot read as CSV: {exc}") from exc
-    if bad_rows:
-        # Rows with too few or too many fields are rare; re-read in Python so that they keep
-        # their place in the output (pyarrow can only skip them) and get a malformed reason.
-        table = _read_strings_slow(path, header)
-    return table.combine_chunks()
-
-
-def _read_strings_slow(path: Path, header: list[str]) -> pa.Table:
-    width = len(header)
-    cols: list[list[str | None]] = [[] for _ in range(width + 1)]
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for row in reader:
-            if not row:
-                continue  # blank lines are skipped, as pyarrow does
-            extra = len(row) > width
-            row = row[:width] + [None] * (width - len(row))
-            for j, v in enumerate(row):
-                cols[j].append(v)
-            cols[width].append("1" if extra else None)
-    arrays = {name: pa.array(cols[j], pa.string()) for j, name in enumerate(header)}
-    # Nulls mark missing fields; the extra-fields marker is a hidden column dropped on parse.
-    arrays[_EXTRA] = pa.array(cols[width], pa.string())
-    return pa.table(arrays)
-
-
-_EXTRA = "\x00extra_fields"
-
-
-def read_cdr_table(path: str | Path) -> pa.Table:
-    """The CDR file as a table of strings, in file order; missing fields are nulls."""
-    return _read_strings(Path(path), CDR_COLUMNS)
-
-
-@dataclass
-class AccountPlans:
-    """Accounts and their plans, columnar: account i is `names[i]` rated with `plans[plan_of[i]]`."""
-
-    names: pa.Array  # string, distinct
-    plan_of: np.ndarray  # int32 index into plans
-    plans: list[Plan]  # distinct plans
-
-    @classmethod
-    def from_dict(cls, accounts: Mapping[str, Plan]) -> AccountPlans:
-        index: dict[tuple, int] = {}  # Plan is not hashable; its fields are
-        plans: list[Plan] = []
-        plan_of = []
-        for p in accounts.values():
-            key = (p.tariff, tuple(p.discounts))
-            if key not in index:
-                index[key] = len(plans)
-                plans.append(p)
-            plan_of.append(index[key])
-        return cls(pa.array(list(accounts), pa.string()), np.array(plan_of, np.int32), plans)
-
-    def as_dict(self) -> dict[str, Plan]:
-        return {n: self.plans[k] for n, k in zip(self.names.to_pylist(), self.plan_of.tolist(), strict=False)}
-
-
-def read_accounts(path: str | Path, catalog: Catalog) -> AccountPlans:
-    """Read `account,tariff,discounts` (discounts separated by `;`) into a plan per account.
-
-    The whole file is refused (CdrFileError naming line and field) on any bad row: an account
-    file is configuration, and rating half of it would be wrong.
-    """
-    path = Path(path)
-    table = _read_strings(path, ("account", "tariff"), threads=False)
-    if _EXTRA in table.column_names:
-        raise CdrFileError(f"{path}: some rows have the wrong number of fields")
-    n = table.num_rows
-    names = table.column("account").combine_chunks()
-    empty = np.flatnonzero(~_nonempty(names))
-    if len(empty):
-        raise CdrFileError(f"{path}:{empty[0] + 2}: account: empty")
-    codes = pc.dictionary_encode(names).indices.to_numpy()
-    if len(codes):
-        seen = np.concatenate([[-1], np.maximum.accumulate(codes)[:-1]])
-        twice = np.flatnonzero(codes <= seen)
-        if len(twice):
-            raise CdrFileError(f"{path}:{twice[0] + 2}: account: {names[int(twice[0])].as_py()!r} listed twice")
-    tariff = table.column("tariff").combine_chunks()
-    disc = (table.column("discounts").combine_chunks() if "discounts" in table.column_names
-            else pa.array([""] * n, pa.string()))
-    # One Python step per distinct (tariff, discounts) pair, not per account.
-    combo = pc.binary_join_element_wise(tariff, disc, "\x00")
-    enc = pc.dictionary_encode(combo)
-    combo_codes = enc.indices.to_numpy()
-    first = np.zeros(len(enc.dictionary), np.int64)
-    if n:
-        present, at = np.unique(combo_codes, return_index=True)
-        first[present] = at
-    plans = []
-    for k, text in enumerate(enc.dictionary.to_pylist()):
-        line = first[k] + 2
-        t, _, d = text.partition("\x00")
-        if t not in catalog.tariffs:
-            raise CdrFileError(f"{path}:{line}: tariff: unknown tariff {t!r}")
-        names_d = tuple(x.strip() for x in d.split(";") if x.strip())
-        for x in names_d:
-            if x not in catalog.discounts:
-                raise CdrFileError(f"{path}:{line}: discounts: unknown discount {x!r}")
-        plans.append(Plan(tariff=t, discounts=names_d))
-    return AccountPlans(names, combo_codes.astype(np.int32), plans)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,18 +68,30 @@ def _string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nda
     return offsets, data
 
 
-def parse_start(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """ISO 8601 times with an offset or Z -> (UTC epoch seconds int64, valid bool).
+def parse_start(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ISO 8601 times with an offset or Z -> (UTC epoch seconds int64, fraction of a second in
+    nanoseconds int64, valid bool); the instant is seconds + nanoseconds / 10^9.
 
     Accepted: `YYYY-MM-DD` `T` (or `t`, space) `HH:MM:SS`, optional `.` and 1..9 fraction
-    digits (dropped: rating works in whole seconds), then `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM`.
-    A time without an offset is refused: it does not say which instant it is.
+    digits, then `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM`. A time without an offset is refused: it
+    does not say which instant it is. Bands and cycles use the whole second (their edges are
+    whole seconds); the fraction only orders CDRs that start in the same second.
     """
     offsets, data = _string_buffers(arr)
-    epoch = np.empty(len(offsets) - 1, np.int64)
-    ok = np.empty(len(offsets) - 1, np.bool_)
-    BK._parse_starts(offsets, data, epoch, ok)
-    return epoch, ok
+    n = len(offsets) - 1
+    epoch, nanos, ok = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_)
+    BK._parse_starts(offsets, data, epoch, nanos, ok)
+    return epoch, nanos, ok
+
+
+def _order_within_second(rank: np.ndarray, nanos: np.ndarray) -> None:
+    """Make `rank` (the cdr_id ranks, a permutation) rank rows by (fraction of a second,
+    cdr_id), in place: the engine breaks ties of whole-second starts by it (rule 6)."""
+    if not nanos.any():
+        return  # the usual file, whole seconds: the id ranks already are that order
+    # nanos < 10^9 and rank < n: the key is unique and fits int64 below 9 * 10^9 rows
+    key = nanos * len(rank) + rank
+    rank[np.argsort(key)] = np.arange(len(rank))
 
 
 def _digits(arr: pa.Array, min_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,9 +104,6 @@ def _digits(arr: pa.Array, min_len: int) -> tuple[np.ndarray, np.ndarray, np.nda
     BK._parse_digits(offsets, data, min_len, MAX_DIGITS, value, length, ok)
     return value, length, ok
 
-
-def _nonempty(arr: pa.Array) -> np.ndarray:
-    return pc.fill_null(pc.greater(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False)
 
 
 @dataclass
@@ -294,21 +150,21 @@ def sort_cdr_ids(table: pa.Table) -> pa.Array:
 def _parse_columns(table, col, id_order, compiled, accounts, default_plan) -> ParsedCdrs:
     """`parse_cdrs` given the columns; id_order: the sorted id indices or a callable giving them."""
     n = table.num_rows
-    start, start_ok = parse_start(col["start"])
+    start, start_nanos, start_ok = parse_start(col["start"])
     usage, _, usage_ok = _digits(col["usage"], 1)
     dest, dest_len, dest_ok = _digits(col["destination"], 0)
     checks = [
-        _nonempty(col["cdr_id"]), _nonempty(col["account"]), _nonempty(col["service"]),
+        nonempty(col["cdr_id"]), nonempty(col["account"]), nonempty(col["service"]),
         start_ok, usage_ok, dest_ok,
     ]
     malformed_column = np.full(n, -1, np.int8)
     for j in range(len(checks) - 1, -1, -1):  # last assignment wins: the first bad column
         malformed_column[~checks[j]] = j
-    if _EXTRA in table.column_names:
+    if EXTRA_FIELDS in table.column_names:
         # A row with too many fields: its last column absorbed text that belongs nowhere.
-        extra = pc.is_valid(table.column(_EXTRA)).to_numpy(zero_copy_only=False)
+        extra = pc.is_valid(table.column(EXTRA_FIELDS)).to_numpy(zero_copy_only=False)
         malformed_column[extra & (malformed_column < 0)] = len(CDR_COLUMNS) - 1
-        table = table.drop_columns([_EXTRA])
+        table = table.drop_columns([EXTRA_FIELDS])
     malformed = malformed_column >= 0
 
     pre = np.zeros(n, np.int8)
@@ -316,12 +172,14 @@ def _parse_columns(table, col, id_order, compiled, accounts, default_plan) -> Pa
 
     # Duplicates among well-formed rows only: a garbled row must not shadow a good one. A
     # stable sort keeps equal ids in file order, so the first good row of each run is the
-    # original; the same sort gives the id ranks (the engine's tie-break).
+    # original; the same sort gives the id ranks, which the fractions of a second of the
+    # starts then refine into the engine's tie-break.
     ids = col["cdr_id"]
     order = (id_order() if callable(id_order) else id_order).to_numpy().view(np.int64)
     rank = np.empty(n, np.int64)
     duplicate = np.empty(n, np.bool_)
     BK._duplicates_and_rank(order, *_string_buffers(ids), ~malformed, rank, duplicate)
+    _order_within_second(rank, start_nanos)
     pre[duplicate] = DUPLICATE
 
     acct_col = pc.fill_null(col["account"], "")
@@ -502,11 +360,19 @@ def rated_table(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: int) 
     return out
 
 
+def _header_line(names: list[str], quoted: bool) -> bytes:
+    """The header row, quoted like the rows: every name in quotes (inner quotes doubled) or none."""
+    if quoted:
+        names = ['"' + name.replace('"', '""') + '"' for name in names]
+    return (",".join(names) + "\n").encode()
+
+
 def write_rated(table: pa.Table, out) -> None:
     """Write the rated table as CSV to a path or binary file object.
 
     Arrow's "needed" style quotes every string; plain values are written unquoted unless some
-    value (or column name) holds a comma, quote or line break, and then every string is quoted.
+    value (or column name) holds a comma, quote or line break, and then every string (and
+    every column name) is quoted. The header is written here: Arrow quotes it always.
     """
     special = "[,\"\r\n]"
     # The rated columns hold statuses, reasons, catalog names (letters, digits, _ . -) and
@@ -517,7 +383,10 @@ def write_rated(table: pa.Table, out) -> None:
         if name not in OUTPUT_COLUMNS and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
     ) or any(c in name for name in table.column_names for c in ',"\r\n')
     style = "needed" if needs_quotes else "none"
-    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(quoting_style=style))
+    options = pacsv.WriteOptions(quoting_style=style, include_header=False)
+    with _binary_out(out) as f:
+        f.write(_header_line(table.column_names, needs_quotes))
+        pacsv.write_csv(table, f, write_options=options)
 
 
 def _row_labels(compiled) -> tuple[np.ndarray, np.ndarray]:
@@ -557,7 +426,7 @@ def write_rated_csv(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: i
     n = table.num_rows
     lab_off, lab_data = _row_labels(compiled)
     row_max = len(cols) + int(np.diff(lab_off).max()) + 21 + 3 * 29 + 1  # besides the input fields
-    header = (",".join(f'"{c}"' for c in names) + "\n").encode()
+    header = _header_line(names, quoted=False)  # no name needs quotes on this path
     # Chunks of rows are formatted on two threads (the kernels release the GIL), each chunk's
     # input fields first copied side by side, into a few buffers used in turn; chunks are
     # written in order as they come. No array of the file's size is made.

@@ -15,17 +15,21 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _parse_starts(offsets, data, epoch, ok):
-    """ISO 8601 starts with an offset or Z -> UTC epoch seconds.
+def _parse_starts(offsets, data, epoch, nanos, ok):
+    """ISO 8601 starts with an offset or Z -> UTC epoch seconds and the fraction of a second.
 
-    offsets: int[n + 1] (int32 or int64), data: uint8[...]: the strings. epoch: int64[n] out
-    (0 when invalid); ok: bool[n] out. Accepted: `YYYY-MM-DD`, `T`/`t`/space, `HH:MM:SS`,
-    optional `.` and 1..9 fraction digits (dropped), then `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM`
-    (or `-`).
+    offsets: int[n + 1] (int32 or int64), data: uint8[...]: the strings. epoch: int64[n] out,
+    whole seconds (0 when invalid); nanos: int64[n] out, the fraction in nanoseconds, 0..10^9-1
+    (0 when none or invalid): the instant is epoch + nanos / 10^9; ok: bool[n] out. Accepted:
+    `YYYY-MM-DD`, `T`/`t`/space, `HH:MM:SS`, optional `.` and 1..9 fraction digits, then
+    `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM` (or `-`). Returns True when some valid start has a
+    nonzero fraction.
     """
     n = len(offsets) - 1
+    any_fraction = False
     for i in range(n):
         epoch[i] = 0
+        nanos[i] = 0
         ok[i] = False
         s = offsets[i]
         length = offsets[i + 1] - s
@@ -51,12 +55,16 @@ def _parse_starts(offsets, data, epoch, ok):
         minute = (np.int64(data[s + 14]) - 48) * 10 + (np.int64(data[s + 15]) - 48)
         second = (np.int64(data[s + 17]) - 48) * 10 + (np.int64(data[s + 18]) - 48)
         tz = 19
+        frac = np.int64(0)
         if data[s + 19] == 46:  # '.': 1..9 fraction digits
             run = 0
             while run < 9 and 20 + run < length and 48 <= data[s + 20 + run] <= 57:
+                frac = frac * 10 + (np.int64(data[s + 20 + run]) - 48)
                 run += 1
             if run == 0:
                 continue
+            for _ in range(run, 9):
+                frac *= 10
             tz = 20 + run
         tzlen = length - tz
         t = s + tz
@@ -109,7 +117,11 @@ def _parse_starts(offsets, data, epoch, ok):
         doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
         days = era * 146097 + doe - 719468
         epoch[i] = days * 86400 + hour * 3600 + minute * 60 + second - offset
+        nanos[i] = frac
         ok[i] = True
+        if frac:
+            any_fraction = True
+    return any_fraction
 
 
 @njit(cache=True, nogil=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from rating.engine import Plan
 from rating.money import format_money
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rating"))
-from reference import parse_start as reference_parse_start  # noqa: E402
+from reference import start_instant as reference_start_instant  # noqa: E402
 
 CATALOG = """
 currency: EUR
@@ -54,20 +55,25 @@ def _row(**kw) -> dict:
     return row
 
 
-@pytest.mark.parametrize("text, epoch", [
-    ("2024-03-31T01:30:00Z", 1711848600),
-    ("2024-03-31t01:30:00z", 1711848600),
-    ("2024-03-31T03:30:00+02:00", 1711848600),
-    ("2024-03-31 03:30:00+0200", 1711848600),
-    ("2024-03-31T03:30:00+02", 1711848600),
-    ("2024-03-30T20:00:00-05:30", 1711848600),
-    ("2024-03-31T01:30:00.999999999Z", 1711848600),  # fractions of a second are dropped
-    ("2024-02-29T00:00:00Z", 1709164800),
-    ("1969-12-31T23:59:59Z", -1),
+@pytest.mark.parametrize("text, epoch, nanos", [
+    ("2024-03-31T01:30:00Z", 1711848600, 0),
+    ("2024-03-31t01:30:00z", 1711848600, 0),
+    ("2024-03-31T03:30:00+02:00", 1711848600, 0),
+    ("2024-03-31 03:30:00+0200", 1711848600, 0),
+    ("2024-03-31T03:30:00+02", 1711848600, 0),
+    ("2024-03-30T20:00:00-05:30", 1711848600, 0),
+    ("2024-03-31T01:30:00.999999999Z", 1711848600, 999_999_999),  # whole second + fraction
+    ("2024-03-31T03:30:00.5+02:00", 1711848600, 500_000_000),
+    ("2024-03-31T01:30:00.050Z", 1711848600, 50_000_000),
+    ("2024-03-31T01:30:00.000000001-05:30", 1711868400, 1),
+    ("2024-03-31T01:30:00.0Z", 1711848600, 0),
+    ("2024-02-29T00:00:00Z", 1709164800, 0),
+    ("1969-12-31T23:59:59Z", -1, 0),
+    ("1969-12-31T23:59:59.25Z", -1, 250_000_000),  # 0.75 s before 1970: -1 s + 0.25 s
 ])
-def test_parse_start_accepts_iso_8601_with_offset(text, epoch):
-    got, ok = cdrs.parse_start(pa.array([text]))
-    assert ok.tolist() == [True] and got.tolist() == [epoch]
+def test_parse_start_accepts_iso_8601_with_offset(text, epoch, nanos):
+    got, got_nanos, ok = cdrs.parse_start(pa.array([text]))
+    assert ok.tolist() == [True] and got.tolist() == [epoch] and got_nanos.tolist() == [nanos]
 
 
 @pytest.mark.parametrize("text", [
@@ -80,8 +86,8 @@ def test_parse_start_accepts_iso_8601_with_offset(text, epoch):
     "0000-01-01T00:00:00Z", "２０２４-03-31T01:30:00Z",
 ])
 def test_parse_start_refuses_anything_else(text):
-    _, ok = cdrs.parse_start(pa.array([text], pa.string()))
-    assert ok.tolist() == [False]
+    epoch, nanos, ok = cdrs.parse_start(pa.array([text], pa.string()))
+    assert ok.tolist() == [False] and epoch.tolist() == nanos.tolist() == [0]
 
 
 @st.composite
@@ -104,10 +110,12 @@ def _start_texts(draw):
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_start_texts(), min_size=1, max_size=20))
 def test_parse_start_agrees_with_the_reference(texts):
-    got, ok = cdrs.parse_start(pa.array(texts, pa.string()))
-    want = [reference_parse_start(t) for t in texts]
+    got, nanos, ok = cdrs.parse_start(pa.array(texts, pa.string()))
+    want = [reference_start_instant(t) for t in texts]
     assert ok.tolist() == [w is not None for w in want]
-    assert got.tolist() == [0 if w is None else w for w in want]
+    # the exact instant: whole seconds plus nanoseconds
+    assert [s + Fraction(f, 10**9) for s, f in zip(got.tolist(), nanos.tolist(), strict=True)] == [
+        0 if w is None else w for w in want]
 
 
 def test_malformed_reason_names_the_first_bad_column(catalog):
@@ -132,6 +140,31 @@ def test_duplicates_in_file_order_ignoring_malformed_rows(catalog):
     assert parsed.batch.pre_reason.tolist() == [cdrs.MALFORMED, 0, 0, cdrs.DUPLICATE, cdrs.DUPLICATE]
     # rank follows the lexicographic order of cdr_id
     assert parsed.batch.cdr_rank[[2, 4]].max() < parsed.batch.cdr_rank[[0, 1, 3]].min()
+
+
+def test_rank_orders_a_second_by_its_fraction_then_cdr_id(catalog):
+    compiled = compile_catalog(catalog)
+    at = "2024-03-04T09:00:00"
+    rows = [_row(cdr_id="a", start=at + ".9Z"), _row(cdr_id="b", start=at + ".1Z"),
+            _row(cdr_id="c", start=at + "Z"), _row(cdr_id="d", start=at + ".10Z"),
+            _row(cdr_id="e", start="2024-03-04T10:00:00.000000001+01:00"),
+            _row(cdr_id="f", start="2024-03-04T08:59:59.999999999Z"), _row(cdr_id="g", start="x")]
+    parsed = cdrs.parse_cdrs(_table(rows), compiled, default_plan=Plan("std"))
+    b = parsed.batch
+    assert b.start[:6].tolist() == [1709542800] * 5 + [1709542799]
+    # the whole second is the engine's start; within it: c (.0), e (.000000001), b and d
+    # (.1 twice: by id), a (.9)
+    in_second = sorted(range(5), key=lambda i: b.cdr_rank[i])
+    assert [rows[i]["cdr_id"] for i in in_second] == ["c", "e", "b", "d", "a"]
+    assert sorted(b.cdr_rank.tolist()) == list(range(7))
+
+
+def test_rank_is_the_id_rank_when_starts_are_whole_seconds(catalog):
+    compiled = compile_catalog(catalog)
+    rows = [_row(cdr_id=c, start=s) for c, s in
+            [("b", "2024-03-04T09:00:00Z"), ("c", "2024-03-04T09:00:00.000Z"), ("a", "2024-03-04T09:00:01Z")]]
+    parsed = cdrs.parse_cdrs(_table(rows), compiled, default_plan=Plan("std"))
+    assert parsed.batch.cdr_rank.tolist() == [1, 2, 0]
 
 
 def test_accounts_plans_and_services(catalog):
@@ -221,11 +254,17 @@ def test_cycle_index_matches_rating_cycles():
 
 
 def test_write_rated_quotes_only_when_needed():
+    # the header row is quoted exactly like the data rows: not at all here...
     plain = pa.table({"a": ["x", "y"], "b": ["1", ""]})
-    assert cdrs.to_csv_bytes(plain) == b'"a","b"\nx,1\ny,\n'
-    tricky = pa.table({"a": ["x,1", 'q"r', "s\nt"]})
+    assert cdrs.to_csv_bytes(plain) == b'a,b\nx,1\ny,\n'
+    # ... and every text in quotes once some value needs them
+    tricky = pa.table({"a": ["x,1", 'q"r', "s\nt"], "b": ["1", "2", "3"]})
+    assert cdrs.to_csv_bytes(tricky) == b'"a","b"\n"x,1","1"\n"q""r","2"\n"s\nt","3"\n'
     back = list(csv.reader(io.StringIO(cdrs.to_csv_bytes(tricky).decode(), newline="")))
-    assert back == [["a"], ["x,1"], ['q"r'], ["s\nt"]]
+    assert back == [["a", "b"], ["x,1", "1"], ['q"r', "2"], ["s\nt", "3"]]
+    odd_name = pa.table({'n"o,te': ["x"]})
+    assert cdrs.to_csv_bytes(odd_name) == b'"n""o,te"\n"x"\n'
+    assert cdrs.to_csv_bytes(plain.slice(0, 0)) == b"a,b\n"
 
 
 def _rated_files(decimals: int, extra: str = "") -> tuple:

@@ -205,6 +205,25 @@ def test_quoted_values_round_trip(tmp_path):
     code, out = rate(tmp_path, ['"c,1",alice,sms,2024-03-04T09:00:00Z,1,49'])
     assert code == 0
     assert (out[0]["cdr_id"], out[0]["net_charge"]) == ("c,1", "0.0900")
+    # a value that needs quotes: every text is quoted, the header's names too
+    assert (tmp_path / "out.csv").read_text() == (
+        '"cdr_id","account","service","start","usage","destination","status","reason",'
+        '"destination_name","band","rated_usage","charge","discount","net_charge"\n'
+        '"c,1","alice","sms","2024-03-04T09:00:00Z","1","49","rated","","DE_FIXED","peak","1",'
+        '"0.0900","0.0000","0.0900"\n')
+
+
+def test_starts_in_one_second_accumulate_by_their_fraction(tmp_path):
+    # tier 1 holds 2 MiB. All three start in the same second; by fraction: z2 (.05), then a1
+    # and b1 (.5 and .50, the same instant: by cdr_id). z2 takes 1.5 MiB of tier 1 (0.015),
+    # a1 0.5 MiB of tier 1 and 0.5 of tier 2 (0.005 + 0.001), b1 1 MiB of tier 2 (0.002).
+    mib = 1048576
+    rows = [f"z2,bob,data,2024-03-04T12:00:00.05Z,{3 * mib // 2},",
+            f"b1,bob,data,2024-03-04T13:00:00.50+01:00,{mib},",
+            f"a1,bob,data,2024-03-04T12:00:00.5Z,{mib},"]
+    code, out = rate(tmp_path, rows)
+    assert code == 0
+    assert {r["cdr_id"]: r["charge"] for r in out} == {"z2": "0.0150", "a1": "0.0060", "b1": "0.0020"}
 
 
 def test_unusable_inputs_exit_2(tmp_path, capsys):
@@ -250,7 +269,12 @@ def test_console_script(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    rows = list(csv.DictReader(proc.stdout.splitlines()))
+    lines = proc.stdout.splitlines()
+    # header and rows alike: no quotes when no value needs them
+    assert lines[0] == ("cdr_id,account,service,start,usage,destination,status,reason,"
+                        "destination_name,band,rated_usage,charge,discount,net_charge")
+    assert lines[1] == "c1,alice,voice,2024-03-04T09:00:00+01:00,61,4915112345,rated,,DE_MOBILE,peak,90,0.2300,0.0000,0.2300"
+    rows = list(csv.DictReader(lines))
     assert [r["net_charge"] for r in rows[:8]] == [v[7] for v in GOOD.values()]
     assert [r["reason"] for r in rows[8:]] == [v[1] for v in REJECTED.values()]
     assert "rated 8, duplicate 1, rejected 4, total net charge 0.6268" in proc.stderr

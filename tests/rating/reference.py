@@ -15,31 +15,38 @@ from zoneinfo import ZoneInfo
 
 COLUMNS = ("cdr_id", "account", "service", "start", "usage", "destination")
 _START = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2})(?:(\d{2})|:(\d{2}))?)$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def parse_start(text) -> int | None:
-    """UTC epoch seconds of an ISO 8601 time with offset or Z; None when malformed or naive.
-
-    Fraction digits are dropped (whole seconds)."""
+def start_instant(text) -> Fraction | None:
+    """The exact UTC instant (epoch seconds, a Fraction) of an ISO 8601 time with offset or Z,
+    fraction of a second included; None when malformed or naive."""
     m = _START.match(text) if isinstance(text, str) else None
     if not m:
         return None
     y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
     offset = 0
-    if not m.group(7):
-        oh, om = int(m.group(9)), int(m.group(10) or m.group(11) or 0)
+    if not m.group(8):
+        oh, om = int(m.group(10)), int(m.group(11) or m.group(12) or 0)
         if oh > 23 or om > 59:
             return None
-        offset = (oh * 60 + om) * (-1 if m.group(8) == "-" else 1)
+        offset = (oh * 60 + om) * (-1 if m.group(9) == "-" else 1)
     try:
         t = datetime(y, mo, d, hh, mi, ss, tzinfo=timezone(timedelta(minutes=offset)))
     except ValueError:
         return None
-    return (t - _EPOCH) // timedelta(seconds=1)
+    fraction = Fraction(int(m.group(7)), 10 ** len(m.group(7))) if m.group(7) else Fraction(0)
+    return (t - _EPOCH) // timedelta(seconds=1) + fraction
+
+
+def parse_start(text) -> int | None:
+    """The whole UTC epoch second in which an ISO 8601 time with offset or Z falls (bands and
+    cycles are taken there: their edges are whole seconds); None when malformed or naive."""
+    t = start_instant(text)
+    return None if t is None else math.floor(t)
 
 
 def _digits(text, min_len: int) -> bool:
@@ -156,9 +163,9 @@ def reference_rate(catalog, rows: list[dict], accounts: dict, bill_cycle_day: in
         else:
             rated = entry.first + math.ceil(Fraction(usage - entry.first, entry.next)) * entry.next
         cycle = cycle_key(start, tz, bill_cycle_day) if bill_cycle_day else None
-        todo.append((row["account"], cycle, start, row["cdr_id"], i, entry, rated))
+        todo.append((row["account"], cycle, start_instant(row["start"]), row["cdr_id"], i, entry, rated))
 
-    # Accumulate per account (and cycle) in order of start time, ties by cdr_id.
+    # Accumulate per account (and cycle) in order of the exact start time, ties by cdr_id.
     tier_used: dict = {}  # (account, cycle, service) -> rated usage so far
     basis: dict = {}  # (account, cycle, discount) -> usage or charge so far
     for account, cycle, _start, _cid, i, entry, rated in sorted(todo, key=lambda t: t[:4]):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import COLUMNS, malformed_column, parse_start, reference_rate  # noqa: E402
+from reference import COLUMNS, malformed_column, parse_start, reference_rate, start_instant  # noqa: E402
 
 from billing.cli import register  # noqa: E402
 from rating.catalog import parse_catalog  # noqa: E402
@@ -121,11 +121,17 @@ def catalogs(draw):
     return yaml.safe_dump(doc, sort_keys=False), plans
 
 
-def _iso(epoch: int, offset_min: int) -> str:
+# Fractions of a second: equal instants written differently (.5, .50), the smallest and the
+# largest, and none; CDRs in the same whole second are ordered by them (rule 6).
+FRACTIONS = ("", "", "", ".0", ".1", ".5", ".50", ".9", ".000000001", ".999999999", ".123456")
+
+
+def _iso(epoch: int, offset_min: int, fraction: str = "") -> str:
     from datetime import datetime, timedelta, timezone
 
     t = datetime.fromtimestamp(epoch, timezone(timedelta(minutes=offset_min)))
-    return t.isoformat() if offset_min else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    zone = t.isoformat()[19:] if offset_min else "Z"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
 
 
 @st.composite
@@ -134,19 +140,34 @@ def cdr_rows(draw, unique_ids: bool = False):
     ids = (draw(st.lists(st.integers(0, 10_000), min_size=n, max_size=n, unique=True)) if unique_ids
            else draw(st.lists(st.integers(0, 120), min_size=n, max_size=n)))
     rows = []
+    epochs = []
     for i in range(n):
-        epoch = draw(st.sampled_from(PIVOTS)) + draw(st.integers(-3 * 3600, 3 * 3600))
-        start = _iso(epoch, draw(st.sampled_from([0, 0, 60, 120, -300, 330, 630])))
         usage = str(draw(st.integers(0, 5000) | st.sampled_from([0, 1, 59, 60, 61, 10**9])))
-        dest = draw(st.text("12459", max_size=6))
         row = {"cdr_id": f"c{ids[i]}", "account": draw(st.sampled_from(ACCOUNTS * 3 + ("A9",))),
                "service": draw(st.sampled_from(SERVICES * 3 + ("video",))),
-               "start": start, "usage": usage, "destination": dest}
+               "usage": usage, "destination": draw(st.text("12459", max_size=6))}
+        if rows and draw(st.booleans()):
+            # the same whole second as an earlier row, now and then of the same account,
+            # service and number too: only the fractions (then the ids) order their tiers
+            j = draw(st.integers(0, len(rows) - 1))
+            epoch = epochs[j]
+            if draw(st.integers(0, 2)):
+                row.update({c: rows[j][c] for c in ("account", "service", "destination")})
+        else:
+            epoch = draw(st.sampled_from(PIVOTS)) + draw(st.integers(-3 * 3600, 3 * 3600))
+        epochs.append(epoch)
+        row["start"] = _iso(epoch, draw(st.sampled_from([0, 0, 60, 120, -300, 330, 630])),
+                            draw(st.sampled_from(FRACTIONS)))
         if not unique_ids and draw(st.integers(0, 9)) == 0:  # now and then a garbled field
             col = draw(st.sampled_from(COLUMNS))
             row[col] = draw(st.sampled_from(["", "x", "-1", "2024-03-31T02:30:00", "1.5"]))
         rows.append(row)
     return rows
+
+
+def _fraction(text):
+    t = start_instant(text)
+    return 0 if t is None else t - parse_start(text)
 
 
 def _engine_rate(catalog, rows, plans_by_account):
@@ -155,8 +176,9 @@ def _engine_rate(catalog, rows, plans_by_account):
     names = list(plans_by_account)
     plans = [plans_by_account[a] for a in names]
     n = len(rows)
+    # the tie-break of CDRs in the same whole second: fraction of the second, then cdr_id
     rank = np.empty(n, np.int64)
-    rank[sorted(range(n), key=lambda i: rows[i]["cdr_id"])] = np.arange(n)
+    rank[sorted(range(n), key=lambda i: (_fraction(rows[i]["start"]), rows[i]["cdr_id"]))] = np.arange(n)
     cols = {k: [] for k in ("account", "plan", "service", "start", "usage", "dest", "dest_len", "pre_reason")}
     bad_col, seen = [], set()
     for row in rows:

@@ -1157,8 +1157,6 @@ def test_discount_tier_from_is_inclusive_for_basis_charge(tmp_path):
 # Where ccs disagrees with the contract
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="start fractions of a second are ignored, so CDRs 0.8 s "
-                   "apart are ordered as a tie by cdr_id instead of by start time (rule 6)")
 def test_sub_second_starts_are_ordered_by_time(tmp_path):
     rows = rate(tmp_path, TIER_CATALOG, [
         data("a", "2024-01-09T10:00:00.9Z", 8),  # later: 8..16 -> 2*1 + 6*2 = 14
