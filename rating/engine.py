@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rating import kernels as K
-from rating.compiler import E_FIRST, E_NEXT, CompiledCatalog
+from rating.compiler import D_SERVICE, CompiledCatalog
 from rating.money import format_money
 
 REASONS = ("", "malformed", "duplicate", "unknown_account", "unknown_service",
@@ -155,11 +155,31 @@ def compile_plans(compiled: CompiledCatalog, plans: list[Plan]):
     return tariff, doff, np.array(dids, dtype=np.int32)
 
 
-def _catalog_args(c: CompiledCatalog):
+def _discounts_by_service(compiled: CompiledCatalog, doff: np.ndarray, dids: np.ndarray):
+    """CSR of each plan's discounts per service: (offsets int64[p * n_services + 1] by
+    plan * n_services + service, discount rows int32[...]), so the kernel never looks at a
+    discount of another service."""
+    ns = len(compiled.service_names)
+    dsvc = compiled.disc_tab[:, D_SERVICE]
+    off = [0]
+    rows: list[int] = []
+    for p in range(len(doff) - 1):
+        mine = dids[doff[p]:doff[p + 1]]
+        for s in range(ns):
+            rows.extend(int(d) for d in mine if dsvc[d] == s)
+            off.append(len(rows))
+    return np.array(off, dtype=np.int64), np.array(rows, dtype=np.int32)
+
+
+def _lookup_args(c: CompiledCatalog):
     return (c.trie_child, c.trie_dest, c.max_prefix_len, c.head_len, c.head_node, c.head_best,
-            c.day_off, c.day_trans,
-            c.day_off_after, c.transition_utc, c.offset_s, c.band_of_minute, c.ts_lo, c.ts_hi,
-            c.entry_lut, c.entry_tab, c.tier_tab, c.disc_tab, c.dtier_tab, c.step, c.method)
+            c.day_off, c.day_trans, c.day_off_after, c.transition_utc, c.offset_s,
+            c.band_of_minute, c.day_week_s, c.day_week_s_after, c.ts_lo, c.ts_hi, c.entry_lut)
+
+
+def _price_args(c: CompiledCatalog):
+    return (c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab, c.dtier_inv,
+            c.step, c.method)
 
 
 def rating_order(batch: CdrBatch) -> np.ndarray:
@@ -179,11 +199,13 @@ def rate_batch(compiled: CompiledCatalog, batch: CdrBatch, plans: list[Plan],
     n_acc = acc.tier_usage.shape[0] if isinstance(acc.tier_usage, np.ndarray) else 0
     _check(acc, "acc", "tier_usage", np.int64, (n_acc, len(compiled.service_names)))
     _check(acc, "acc", "discount_basis", np.int64, (n_acc, len(compiled.discount_names)))
-    if n and (batch.account.max() >= n_acc or batch.account.min() < -1):
+    alo, ahi, plo, phi, slo, shi = K._min_max3(batch.account, batch.plan, batch.service) if n \
+        else (0, -1, 0, -1, 0, -1)
+    if ahi >= n_acc or alo < -1:
         raise ValueError(f"batch.account: rows must be -1 or within 0..{n_acc - 1}")
-    if n and (batch.plan.max() >= len(plans) or batch.plan.min() < -1):
+    if phi >= len(plans) or plo < -1:
         raise ValueError(f"batch.plan: indices must be -1 or within 0..{len(plans) - 1}")
-    if n and (batch.service.max() >= len(compiled.service_names) or batch.service.min() < -1):
+    if shi >= len(compiled.service_names) or slo < -1:
         raise ValueError("batch.service: ids must be -1 or compiled service ids")
     plan_tariff, plan_doff, plan_dids = compile_plans(compiled, plans)
     al = allowances if allowances is not None else empty_allowances(n_acc)
@@ -200,15 +222,22 @@ def rate_batch(compiled: CompiledCatalog, batch: CdrBatch, plans: list[Plan],
         covered=np.empty(n, np.int64), charge=np.empty(n, np.int64),
         discount=np.empty(n, np.int64), net_charge=np.empty(n, np.int64),
     )
-    K._rate_sorted(
-        rating_order(batch), batch.account, batch.plan, batch.service, batch.start,
-        batch.usage, batch.dest, batch.dest_len, batch.pre_reason,
-        *_catalog_args(compiled), plan_tariff, plan_doff, plan_dids,
-        acc.tier_usage, acc.discount_basis,
+    entry = np.empty(n, np.int32)
+    b = batch
+    K._resolve_rows(b.account, b.plan, b.service, b.start, b.usage, b.dest, b.dest_len,
+                    b.pre_reason, *_lookup_args(compiled), plan_tariff,
+                    out.reason, out.dest_name, out.band, entry)
+    ps_off, ps_dids = _discounts_by_service(compiled, plan_doff, plan_dids)
+    if K._is_sorted(b.account, b.start, b.cdr_rank):
+        order = np.zeros(0, np.int64)  # the kernel reads the rows in place
+    else:
+        order = np.lexsort((b.cdr_rank, b.start, b.account)).astype(np.int64)
+    K._price_sorted(
+        order, b.account, b.plan, b.service, b.start, b.usage, out.dest_name, entry,
+        *_price_args(compiled), ps_off, ps_dids, acc.tier_usage, acc.discount_basis,
         al.offsets, al.service, al.remaining, al.valid_from, al.valid_to,
         al.dest_offsets, al.dest_ids,
-        out.reason, out.dest_name, out.band, out.rated_usage, out.covered,
-        out.charge, out.discount, out.net_charge,
+        out.rated_usage, out.covered, out.charge, out.discount, out.net_charge,
     )
     return out
 
@@ -233,10 +262,10 @@ def resolve(compiled: CompiledCatalog, tariff: str, service: str, start_utc: int
     svc = compiled.service_id.get(service, -1)
     c = compiled
     r, e, dn, b = K._resolve_one(
-        c.tariff_id[tariff], svc, int(start_utc), enc[0], enc[1],
-        np.empty(MAX_DIGITS, np.int64), c.trie_child, c.trie_dest,
-        c.max_prefix_len, c.head_len, c.head_node, c.head_best, c.day_off, c.day_trans, c.day_off_after, c.transition_utc,
-        c.offset_s, c.band_of_minute, c.ts_lo, c.ts_hi, c.entry_lut,
+        c.tariff_id[tariff], svc, int(start_utc), enc[0], enc[1], c.trie_child, c.trie_dest,
+        c.max_prefix_len, c.head_len, c.head_node, c.head_best, c.day_off, c.day_trans,
+        c.day_off_after, c.transition_utc, c.offset_s, c.band_of_minute, c.day_week_s,
+        c.day_week_s_after, c.ts_lo, c.ts_hi, c.entry_lut,
     )
     return Resolution(int(r), int(e), int(dn), int(b))
 
@@ -252,8 +281,7 @@ def rated_usage(compiled: CompiledCatalog, entry: int, usage: int) -> int:
     e = _entry(compiled, entry)
     if usage < 0:
         raise ValueError("usage: must not be negative")
-    return int(K._rated_usage(int(usage), compiled.entry_tab[e, E_FIRST],
-                              compiled.entry_tab[e, E_NEXT]))
+    return int(K._rated_one(e, int(usage), compiled.entry_tab, compiled.entry_inv))
 
 
 def price(compiled: CompiledCatalog, entry: int, rated: int, tier_standing: int,
@@ -271,7 +299,8 @@ def price(compiled: CompiledCatalog, entry: int, rated: int, tier_standing: int,
     standing = np.array([s for _, s in discounts], dtype=np.int64)
     c = compiled
     ch, disc = K._price_one(e, int(rated), int(tier_standing), bool(connect_fee), ids, standing,
-                            c.entry_tab, c.tier_tab, c.disc_tab, c.dtier_tab, c.step, c.method)
+                            c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
+                            c.dtier_inv, c.step, c.method)
     return Price(int(ch), int(disc), int(ch - disc))
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rating import kernels as K
 from rating import tz
 from rating.catalog import parse_catalog
-from rating.compiler import compile_catalog
+from rating.compiler import E_FLAT_MAX, E_NUMLIM, T_PARTLIM, compile_catalog
 from rating.money import round_div
 
 METHODS = ["half_up", "up", "down"]
@@ -34,7 +34,7 @@ def test_round_parts_equals_money_round_div(whole, den, frac_seed, decimals, met
     (91, 60, 30, 120), (5, 1, 1, 5), (1025, 1024, 1024, 2048),
 ])
 def test_rated_usage(usage, first, nxt, rated):
-    assert K._rated_usage(usage, first, nxt) == rated
+    assert K._rated_usage(usage, first, nxt, 1.0 / nxt) == rated
 
 
 TIERED = """\
@@ -59,10 +59,11 @@ discounts:
 @settings(max_examples=200, deadline=None)
 @given(decimals=st.integers(0, 6), method=st.sampled_from(METHODS),
        per=st.integers(1, 2**30), price1=st.integers(0, 10**9),
-       standing=st.integers(0, 7000), uncovered=st.integers(0, 10**12), connect=st.booleans(),
+       standing=st.integers(0, 7000), uncovered=st.integers(0, 7 * 10**11), connect=st.booleans(),
        disc_standing=st.integers(0, 20))
 def test_charge_and_discount_equal_exact_fractions(decimals, method, per, price1, standing,
                                                    uncovered, connect, disc_standing):
+    # uncovered <= 7e11 units at 12.5 per unit keeps the charge itself inside int64
     text = TIERED % (decimals, method, per, f"{price1 // 10**6}.{price1 % 10**6:06d}")
     c = compile_catalog(parse_catalog(text))
     # reference: each tier's part of [standing, standing + uncovered) at its price, exactly
@@ -76,7 +77,8 @@ def test_charge_and_discount_equal_exact_fractions(decimals, method, per, price1
                 exact += Fraction(p * (b - a), per)
     want = round_div(exact.numerator, exact.denominator, decimals, method)
     charge, disc = K._price_one(0, uncovered, standing, connect, np.array([0]), np.array([disc_standing]),
-                                c.entry_tab, c.tier_tab, c.disc_tab, c.dtier_tab, c.step, c.method)
+                                c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
+                                c.dtier_inv, c.step, c.method)
     assert charge == want
     pct = Fraction(33333333, 100_000_000) if disc_standing < 10 else Fraction(1)
     d = pct * charge
@@ -122,13 +124,140 @@ destinations: {A: ["0"], B: ["00"], C: ["0049"], D: ["49"], E: ["491"], F: ["123
 tariffs: {t: {sms: [{price: "1"}]}}
 """)
     c = compile_catalog(cat)
-    buf = np.empty(18, np.int64)
 
     def look(s):
-        d = K._lookup_dest(int(s or 0), len(s), c.trie_child, c.trie_dest, c.max_prefix_len, buf, K.POW10,
+        d = K._lookup_dest(int(s or 0), len(s), c.trie_child, c.trie_dest, c.max_prefix_len,
                            c.head_len, c.head_node, c.head_best)
         return c.destination_names[d] if d >= 0 else None
 
     assert [look(s) for s in ["0", "01", "00", "0048", "004915", "4", "49", "4915", "5", ""]] == [
         "A", "A", "B", "B", "C", None, "D", "E", None, None]
     assert look("123456789012345678") == "F" and look("12345678901234567") is None
+
+
+FDIV_DIVISORS = [1, 2, 3, 7, 60, 100, 10**6, 2**26 + 1, 2**40 - 3, 2**52 + 1, 2**53 - 1]
+
+
+@pytest.mark.parametrize("d", FDIV_DIVISORS)
+def test_fdiv_exact_at_edges(d):
+    # floor division through a float reciprocal is exact for every x < 2**53 (the fast path)
+    top = 2**53 - 1
+    xs = {0, 1, d - 1, d, d + 1, top, top - 1, (top // d) * d, (top // d) * d - 1}
+    xs |= {k * d + r for k in (1, 2, 3, 2**20, top // d - 1) for r in (-1, 0, 1)}
+    for x in sorted(v for v in xs if 0 <= v <= top):
+        assert K._fdiv(x, d, 1.0 / d) == x // d, (x, d)
+
+
+@settings(max_examples=500, deadline=None)
+@given(x=st.integers(0, 2**53 - 1), d=st.integers(1, 2**53 - 1))
+def test_fdiv_equals_floor_division(x, d):
+    assert K._fdiv(x, d, 1.0 / d) == x // d
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("delta", [-2, -1, 0, 1, 2])
+def test_charge_at_the_fast_path_limit(method, delta):
+    # third tier at 12.5 per `per` units: a part of ~2**53 / 12.5e6 units crosses the bound up
+    # to which price * part is summed exactly in a float; both sides must round identically
+    c = compile_catalog(parse_catalog(TIERED % (4, method, 7, "0.000001")))
+    # the largest part still on the fast path: T_PARTLIM of the tier, E_NUMLIM of the entry
+    fast_max = min(int(c.tier_tab[2, T_PARTLIM]),
+                   (int(c.entry_tab[0, E_NUMLIM]) - 30_000 * 7) // 12_500_000)
+    part = fast_max + delta
+    standing = 5000
+    exact = Fraction(30_000) + Fraction(12_500_000 * part, 7)
+    want = round_div(exact.numerator, exact.denominator, 4, method)
+    charge, disc = K._price_one(0, part, standing, True, np.array([0]), np.array([0]),
+                                c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
+                                c.dtier_inv, c.step, c.method)
+    assert charge == want
+    d = Fraction(33333333, 100_000_000) * charge  # large charge: the discount's slow path
+    assert disc == round_div(d.numerator, d.denominator, 4, method)
+
+
+def test_lookup_dest_beyond_the_head_table():
+    # prefixes longer than the 6-digit head table continue in the trie; shorter numbers walk it
+    cat = parse_catalog("""\
+currency: EUR
+timezone: UTC
+destinations: {X: ["491"], Y: ["4915123"], Z: ["4915123456"]}
+tariffs: {t: {sms: [{price: "1"}]}}
+""")
+    c = compile_catalog(cat)
+
+    def look(s):
+        d = K._lookup_dest(int(s), len(s), c.trie_child, c.trie_dest, c.max_prefix_len,
+                           c.head_len, c.head_node, c.head_best)
+        return c.destination_names[d] if d >= 0 else None
+
+    assert [look(s) for s in ["49", "491", "49151", "491512", "4915124", "4915123",
+                              "491512345", "4915123456", "49151234567", "4915199999"]] == [
+        None, "X", "X", "X", "X", "Y", "Y", "Z", "Z", "X"]
+
+
+FLAT = """\
+currency: EUR
+timezone: UTC
+rounding: {decimals: 2, method: %s}
+tariffs:
+  t:
+    voice: [{price: "987.654321", per: 7, increments: [1, 1], connect_fee: "0.05"}]
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("delta", [-1, 0, 1, 2])
+@pytest.mark.parametrize("connect", [True, False])
+def test_flat_charge_at_the_fast_path_limit(method, delta, connect):
+    # one flat tier: up to E_FLAT_MAX units take the single-division path, beyond it the
+    # general one; both must give the exact rounding of 0.05 + 987.654321 * units / 7
+    c = compile_catalog(parse_catalog(FLAT % method))
+    units = int(c.entry_tab[0, E_FLAT_MAX]) + delta
+    exact = Fraction(50_000 if connect else 0) + Fraction(987_654_321 * units, 7)
+    want = round_div(exact.numerator, exact.denominator, 2, method)
+    charge, _ = K._price_one(0, units, 0, connect, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                             c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
+                             c.dtier_inv, c.step, c.method)
+    assert charge == want
+
+
+BANDS = """\
+currency: EUR
+timezone: %s
+time_bands:
+  early: {days: [mon, tue], from: "00:00", to: "00:01"}
+  late: {days: [sun], from: "23:59", to: "24:00"}
+  day: {days: [mon, tue, wed, thu, fri], from: "08:30", to: "17:45"}
+  weekend: {days: [sat, sun]}
+tariffs: {t: {sms: [{price: "1"}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def band_catalogs():
+    return {z: compile_catalog(parse_catalog(BANDS % z)) for z in ZONES}
+
+
+def _band_by_zoneinfo(c, zone: str, t: int) -> int:
+    local = dt.datetime.fromtimestamp(t, dt.UTC).astimezone(zoneinfo.ZoneInfo(zone))
+    minute = local.weekday() * 1440 + local.hour * 60 + local.minute
+    return int(c.band_of_minute[minute])
+
+
+@settings(max_examples=400, deadline=None)
+@given(zone=st.sampled_from(ZONES), t=st.integers(-(2**31), 4102444799))
+def test_band_at_equals_zoneinfo(band_catalogs, zone, t):
+    # the per-day week-second tables, and the fallback before 1970 (the tables end with 2100)
+    c = band_catalogs[zone]
+    got = K._band_at(t, c.day_trans, c.day_week_s, c.day_week_s_after, c.day_off,
+                     c.day_off_after, c.transition_utc, c.offset_s, c.band_of_minute)
+    assert got == _band_by_zoneinfo(c, zone, t)
+
+
+def test_band_at_around_every_berlin_transition(band_catalogs):
+    c = band_catalogs["Europe/Berlin"]
+    for tr in c.transition_utc[1:]:
+        for t in (int(tr) - 61, int(tr) - 1, int(tr), int(tr) + 59, int(tr) + 60):
+            got = K._band_at(t, c.day_trans, c.day_week_s, c.day_week_s_after, c.day_off,
+                             c.day_off_after, c.transition_utc, c.offset_s, c.band_of_minute)
+            assert got == _band_by_zoneinfo(c, "Europe/Berlin", t), t
