@@ -87,6 +87,18 @@ class _Session:
             self._embedded.stop()
 
 
+def _sweep(session, args) -> int:
+    from accounts.sweeper import sweep_expired, sweep_unindexed
+
+    store = session.store
+    store.grace_s = args.grace
+    released = sweep_unindexed(store) if args.all else 0
+    while batch := sweep_expired(store):
+        released += batch
+    print(f"released {released} reservation(s)")
+    return EXIT_OK
+
+
 def _runner(verb: str, handler):
     def run(args) -> int:
         session = _Session(args)
@@ -349,6 +361,12 @@ def register(subparsers) -> None:
     p = verb("convert", _convert, "change the payment type", mutating=True)
     p.add_argument("id")
     _payment(p)
+
+    p = verb("sweep", _sweep, "release reservations past their validity + grace (cron)")
+    p.add_argument("--grace", type=int, default=30, metavar="S",
+                   help="seconds past validity before release (default %(default)s)")
+    p.add_argument("--all", action="store_true",
+                   help="also scan every account's reservations, not only the expiry index")
 
     p = verb("subscribe", _subscribe, "subscribe the account to an offer", mutating=True)
     p.add_argument("id")

@@ -6,6 +6,8 @@ reservation's own expires_at inside Redis, so several sweepers may run at once.
 
 from __future__ import annotations
 
+import time
+
 from accounts.errors import UnknownAccount
 from accounts.keys import (
     EXPIRY_INDEX,
@@ -77,3 +79,23 @@ def sweep_unindexed(store, now: int | None = None, scan_count: int = 500) -> int
             if res.applied and res.detail.get("found"):
                 released += 1
     return released
+
+
+def run_sweeper(store, stop, *, interval_s: float = 1.0, slow_every_s: float = 3600.0,
+                on_error=None) -> None:
+    """Sweep until the `stop` event is set: `sweep_expired` every `interval_s`, and the slow
+    `sweep_unindexed` every `slow_every_s` (and once at start). Run it in a thread of every
+    node: sweepers on several nodes never release one reservation twice. A failed round
+    (Redis away, say) is passed to `on_error` and retried at the next tick."""
+    next_slow = 0.0
+    while not stop.is_set():
+        try:
+            if time.monotonic() >= next_slow:
+                sweep_unindexed(store)
+                next_slow = time.monotonic() + slow_every_s
+            while sweep_expired(store) and not stop.is_set():
+                pass  # a full batch may leave more due: keep going before sleeping
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a failed round
+            if on_error is not None:
+                on_error(exc)
+        stop.wait(interval_s)

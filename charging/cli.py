@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 
 # command -> the module that registers it; only the one asked for is imported (a `ccs rate`
 # need not pay for importing redis and grpc)
@@ -37,7 +38,8 @@ def _cmd_serve(args) -> int:
     from charging.server import build_node, wait_for_signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    catalog = store = None
+    catalog = store = sweeper = None
+    stop_sweeping = threading.Event()
     client, embedded = connect(args.redis, args.data_dir)
     try:
         if args.catalog:
@@ -49,15 +51,32 @@ def _cmd_serve(args) -> int:
             except CatalogError as exc:
                 print(f"ccs serve: catalog refused:\n{exc}", file=sys.stderr)
                 return 2
-            store = AccountStore(client, catalog)
+            store = AccountStore(client, catalog, grace_s=args.reservation_grace)
         where = embedded.url if embedded else (args.redis or os.environ.get("CCS_REDIS_URL") or "shared embedded redis")
         node = build_node(args.listen, store=store, catalog=catalog)
         print(f"ccs node listening on {args.listen.rsplit(':', 1)[0]}:{node.port}; redis {where}", flush=True)
+        if store is not None:
+            sweeper = _start_sweeper(store, stop_sweeping)
         wait_for_signal(node, grace=args.grace)
     finally:
+        stop_sweeping.set()
+        if sweeper is not None:
+            sweeper.join(10)
         if embedded:
             embedded.stop()
     return 0
+
+
+def _start_sweeper(store, stop: threading.Event) -> threading.Thread:
+    """Release reservations of silent sessions (validity + grace) while the node runs."""
+    from accounts.sweeper import run_sweeper
+
+    log = logging.getLogger("ccs.sweeper")
+    thread = threading.Thread(
+        target=run_sweeper, args=(store, stop), name="ccs-sweeper", daemon=True,
+        kwargs={"on_error": lambda exc: log.warning("sweep failed: %s", exc)})
+    thread.start()
+    return thread
 
 
 def _cmd_demo(args) -> int:
@@ -88,6 +107,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="folder of the embedded redis-server's data (default $CCS_DATA_DIR or .ccs-data)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds to drain on SIGTERM")
+    p.add_argument("--reservation-grace", type=int, default=30, metavar="S",
+                   help="seconds past a reservation's validity before the sweeper releases it "
+                        "(default %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the demo on embedded defaults (what `make demo` runs)")

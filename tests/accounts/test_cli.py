@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -246,3 +247,22 @@ def test_unreachable_redis_exits_1(cli):
     proc = cli("show", "A1", redis=f"redis://127.0.0.1:{free_port()}/0")
     assert proc.returncode == 1
     assert "ccs accounts show: Redis unavailable:" in proc.stderr
+
+
+def test_sweep_releases_a_silent_session_and_keeps_a_live_one(cli, redis_client):
+    from accounts.store import AccountStore
+    from rating.catalog import load_catalog
+
+    _ok(cli("create", "A1", "--prepaid", "--op-id", "c-1"))
+    _ok(cli("topup", "A1", "10", "--op-id", "t-1"))
+    store = AccountStore(redis_client, load_catalog(cli.catalog))
+    store.reserve("A1", "silent", op_id="r-1", money=2_500_000, validity_s=1)
+    store.reserve("A1", "live", op_id="r-2", money=1_000_000, validity_s=3600)
+    assert store.get_account("A1").reserved == 3_500_000
+    time.sleep(2.1)  # the silent session's validity (1 s) runs out; grace is 0 below
+    assert _ok(cli("sweep", "--grace", "0")) == "released 1 reservation(s)\n"
+    account = store.get_account("A1")
+    assert [r.session for r in account.reservations] == ["live"]
+    assert account.reserved == 1_000_000 and account.balance == 10_000_000
+    assert _ok(cli("sweep", "--grace", "0", "--all")) == "released 0 reservation(s)\n"
+    assert _ok(cli("audit", "A1")) == "audit clean: 1 account(s)\n"

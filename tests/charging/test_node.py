@@ -98,3 +98,33 @@ def test_version_and_help():
     helptext = subprocess.run([CCS, "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("serve", "version", "demo"):
         assert command in helptext
+
+
+def test_the_node_sweeps_reservations_of_silent_sessions(tmp_path, redis_client, redis_url,
+                                                         admin_catalog_path):
+    from accounts.store import AccountStore
+    from rating.catalog import load_catalog
+
+    store = AccountStore(redis_client, load_catalog(admin_catalog_path))
+    store.create("P1", op_id="c-1")
+    store.topup("P1", 10_000_000, op_id="t-1")
+    store.reserve("P1", "dead-session", op_id="r-1", money=4_000_000, validity_s=1)
+    assert store.get_account("P1").reserved == 4_000_000
+    port = free_port()
+    node = subprocess.Popen(
+        [CCS, "serve", "--listen", f"127.0.0.1:{port}", "--redis", redis_url,
+         "--catalog", str(admin_catalog_path), "--reservation-grace", "0"],
+        stdout=subprocess.PIPE, stderr=(tmp_path / "node.log").open("w"), text=True)
+    try:
+        assert "listening" in node.stdout.readline()
+        deadline = time.monotonic() + 20  # a deadline for the test, not a speed claim
+        while store.get_account("P1").reservations and time.monotonic() < deadline:
+            time.sleep(0.2)
+        account = store.get_account("P1")
+        assert account.reservations == () and account.reserved == 0
+        assert account.balance == 10_000_000
+        ops = [entry["op"] for entry in store.ledger("P1")]
+        assert ops[-1] == "release"
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=20) == 0
