@@ -41,6 +41,7 @@ MALFORMED = REASONS.index("malformed")
 DUPLICATE = REASONS.index("duplicate")
 UNKNOWN_ACCOUNT = REASONS.index("unknown_account")
 NO_RATE = REASONS.index("no_rate")
+USAGE_COLUMN = CDR_COLUMNS.index("usage")
 MAX_DIGITS = 18  # int64 holds any 18-digit number; 19 could overflow
 
 
@@ -318,13 +319,24 @@ def _labels(index: np.ndarray, names: list[str]) -> pa.Array:
     return table.take(pa.array(np.where(idx < 0, len(names), idx)))
 
 
+def malformed_columns(parsed: ParsedCdrs, rated: RatedBatch) -> np.ndarray:
+    """`parsed.malformed_column` completed by the engine: a well-formed row the engine
+    rejects as malformed has a usage its rate entry cannot charge below 2^53 micro-units
+    (`rating.compiler.usage_limit`), and is named `malformed:usage`."""
+    flagged = (rated.reason == MALFORMED) & (parsed.malformed_column < 0)
+    if not flagged.any():
+        return parsed.malformed_column
+    return np.where(flagged, np.int8(USAGE_COLUMN), parsed.malformed_column).astype(np.int8)
+
+
 def status_and_reason(parsed: ParsedCdrs, rated: RatedBatch) -> tuple[np.ndarray, np.ndarray]:
     """Status code (0 rated, 1 duplicate, 2 rejected) and reason label index per row.
 
     Reason labels are `REASONS` followed by `malformed:<column>` for each CDR column.
     """
     reason = rated.reason.astype(np.int64)
-    label = np.where(parsed.malformed_column >= 0, len(REASONS) + parsed.malformed_column, reason)
+    column = malformed_columns(parsed, rated)
+    label = np.where(column >= 0, len(REASONS) + column, reason)
     status = np.where(reason == 0, 0, np.where(reason == DUPLICATE, 1, 2))
     return status, label
 
@@ -424,6 +436,7 @@ def write_rated_csv(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: i
     if not BK._amounts_fit(rated.reason, rated.charge, rated.discount, rated.net_charge, step):
         raise ValueError(f"amounts do not fit in {decimals} decimals")
     n = table.num_rows
+    column = malformed_columns(parsed, rated)
     lab_off, lab_data = _row_labels(compiled)
     row_max = len(cols) + int(np.diff(lab_off).max()) + 21 + 3 * 29 + 1  # besides the input fields
     header = _header_line(names, quoted=False)  # no name needs quotes on this path
@@ -444,7 +457,7 @@ def write_rated_csv(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: i
         for k, (off, data) in enumerate(cols):
             at = BK._stage_column(off, data, lo, hi, k, chunk_off, chunk_data, at)
         used = BK._write_rows(
-            buf, chunk_off[: hi - lo + 1], chunk_data, lo, rated.reason, parsed.malformed_column,
+            buf, chunk_off[: hi - lo + 1], chunk_data, lo, rated.reason, column,
             rated.dest_name, rated.band, rated.rated_usage, rated.charge, rated.discount,
             rated.net_charge, lab_off, lab_data, len(compiled.destination_names),
             len(compiled.band_names), len(REASONS), len(REASON_LABELS), DUPLICATE, NO_RATE,

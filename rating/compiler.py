@@ -23,15 +23,22 @@ HEAD_DIGITS = 6
 # Below this bound a float64 holds an integer exactly, so x / d can be computed through a
 # precomputed reciprocal and corrected exactly (kernels._fdiv): several times faster than idiv.
 EXACT_FLOAT = 2**53
+# A rated CDR's charge stays below this many micro-units (about 9e9 currency units, the bound
+# the accounts layer keeps on balances), and its rated usage below this many units: every sum
+# and product the kernels form from them then fits int64. A CDR that would go beyond is
+# malformed (E_USAGE_MAX).
+CHARGE_BOUND = 2**53
 
 # entry_tab columns (int64[n_entries, E_COLS]). The rounded charge of an exact numerator `num`
 # (value num / per micro) is ((num * rmul + E_RBIAS) // E_RDIV) * step, rmul = ROUND_MUL[method];
 # E_NUMLIM bounds num so that this stays below EXACT_FLOAT (the fast path). An entry of one
 # flat tier (no `upto`) has its price in E_FLAT_PRICE and in E_FLAT_MAX the most units whose
 # numerator, connect fee included, stays within E_NUMLIM; other entries have E_FLAT_MAX -1.
+# E_USAGE_MAX is the largest usage the entry rates (see `usage_limit`): a larger one is
+# malformed, so that the kernel pays one compare for the overflow rule.
 E_SERVICE, E_DEST, E_BAND, E_PER, E_FIRST, E_NEXT, E_CONNECT, E_TIER_LO, E_TIER_HI = range(9)
-E_RBIAS, E_RDIV, E_NUMLIM, E_FLAT_PRICE, E_FLAT_MAX = 9, 10, 11, 12, 13
-E_COLS = 14
+E_RBIAS, E_RDIV, E_NUMLIM, E_FLAT_PRICE, E_FLAT_MAX, E_USAGE_MAX = 9, 10, 11, 12, 13, 14
+E_COLS = 15
 # entry_inv columns (float64[n_entries, 2]): 1 / next, 1 / E_RDIV
 EI_NEXT, EI_RDIV = 0, 1
 # tier_tab columns (int64[n_tiers, 3]): upto (exclusive, last = INT64 max), price micro per
@@ -166,6 +173,29 @@ def _rounding(den: int, step: int, method: int) -> tuple[int, int, int]:
     return bias, mul * s, max((EXACT_FLOAT - 1 - bias) // mul, 0)
 
 
+def usage_limit(per: int, first: int, nxt: int, connect_fee: int, max_price: int, step: int,
+                method: int) -> int:
+    """The largest usage an entry rates: its rated usage stays below CHARGE_BOUND units and
+    its charge at the entry's highest tier price `max_price`, connect fee included, rounded
+    as the catalog rounds, below CHARGE_BOUND micro-units. It is itself a rated usage (0,
+    first, first + k * next), so usage <= limit exactly when rated usage <= limit.
+
+    The rounded charge of rated r is round_div(connect * per + max_price * r, per * step) *
+    step; it is below the bound exactly when that quotient is at most q = (bound - 1) //
+    step, i.e. when the numerator is at most `top` below (per method)."""
+    m, q = per * step, (CHARGE_BOUND - 1) // step
+    top = ((m * (2 * q + 1) - 1) // 2, m * q, m * (q + 1) - 1)[method]  # half_up, up, down
+    room = top - connect_fee * per
+    rated_max = CHARGE_BOUND - 1
+    if room < 0:
+        rated_max = 0
+    elif max_price > 0:
+        rated_max = min(rated_max, room // max_price)
+    if rated_max < first:
+        return 0
+    return first + (rated_max - first) // nxt * nxt
+
+
 def _inverses(divisors: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum(divisors, 1).astype(np.float64)
 
@@ -219,6 +249,8 @@ def compile_catalog(cat: Catalog) -> CompiledCatalog:
                     -1 if e.band is None else band_id[e.band],
                     e.per, e.first, e.next, e.connect_fee, tlo, len(tiers), bias, div, lim,
                     flat_price, flat_max,
+                    usage_limit(e.per, e.first, e.next, e.connect_fee,
+                                max(x.price for x in e.tiers), step, method),
                 ))
                 infos.append(EntryInfo(tname, sname, k))
             ts_hi[t, s] = len(rows)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rating import kernels as K
-from rating.compiler import D_SERVICE, CompiledCatalog
+from rating.compiler import CHARGE_BOUND, D_SERVICE, E_USAGE_MAX, CompiledCatalog
 from rating.money import format_money
 
 REASONS = ("", "malformed", "duplicate", "unknown_account", "unknown_service",
@@ -30,7 +30,8 @@ class CdrBatch:
     usage: np.ndarray  # int64 >= 0
     dest: np.ndarray  # int64 destination digits as integer (0 when empty)
     dest_len: np.ndarray  # int8 number of digits, 0 = empty destination
-    cdr_rank: np.ndarray  # int64 rank of cdr_id in lexicographic order (tie-break)
+    cdr_rank: np.ndarray  # int64 tie-break of CDRs starting in the same whole second: the
+    #   rank of (fraction of the second, cdr_id), the id in lexicographic order
     pre_reason: np.ndarray  # int8 reason found by the caller; 0 = none; left alone
 
 
@@ -225,7 +226,7 @@ def rate_batch(compiled: CompiledCatalog, batch: CdrBatch, plans: list[Plan],
     entry = np.empty(n, np.int32)
     b = batch
     K._resolve_rows(b.account, b.plan, b.service, b.start, b.usage, b.dest, b.dest_len,
-                    b.pre_reason, *_lookup_args(compiled), plan_tariff,
+                    b.pre_reason, *_lookup_args(compiled), compiled.entry_tab, plan_tariff,
                     out.reason, out.dest_name, out.band, entry)
     ps_off, ps_dids = _discounts_by_service(compiled, plan_doff, plan_dids)
     if K._is_sorted(b.account, b.start, b.cdr_rank):
@@ -276,11 +277,27 @@ def _entry(compiled: CompiledCatalog, entry: int) -> int:
     return entry
 
 
+def usage_limit(compiled: CompiledCatalog, entry: int) -> int:
+    """The largest usage rate entry row `entry` rates (and the largest rated usage it
+    prices): beyond it the charge at the entry's highest price, connect fee included, would
+    reach CHARGE_BOUND (2**53) micro-units, and `rate_batch` rejects the CDR as malformed."""
+    return int(compiled.entry_tab[_entry(compiled, entry), E_USAGE_MAX])
+
+
+def _check_limit(compiled: CompiledCatalog, e: int, units: int, field: str) -> None:
+    limit = int(compiled.entry_tab[e, E_USAGE_MAX])
+    if units > limit:
+        raise ValueError(f"{field}: {units} is beyond the {limit} units this rate entry can "
+                         f"charge below {CHARGE_BOUND} micro-units (a malformed CDR)")
+
+
 def rated_usage(compiled: CompiledCatalog, entry: int, usage: int) -> int:
-    """`usage` rounded up to the increments of rate entry row `entry`."""
+    """`usage` rounded up to the increments of rate entry row `entry`. ValueError naming
+    `usage` when it is negative or beyond `usage_limit` (a CDR `rate_batch` calls malformed)."""
     e = _entry(compiled, entry)
     if usage < 0:
         raise ValueError("usage: must not be negative")
+    _check_limit(compiled, e, usage, "usage")
     return int(K._rated_one(e, int(usage), compiled.entry_tab, compiled.entry_inv))
 
 
@@ -289,10 +306,12 @@ def price(compiled: CompiledCatalog, entry: int, rated: int, tier_standing: int,
     """Charge of `rated` (uncovered) units of entry row `entry` with the account's tier
     standing; `discounts` lists (discount id, basis standing) of the discounts listed for the
     account (others' services are ignored). Pass connect_fee=False when allowances covered
-    part of the CDR. Micro-units, rounded as the batch kernel rounds."""
+    part of the CDR. Micro-units, rounded as the batch kernel rounds. ValueError naming
+    `rated` when it is beyond `usage_limit` (the charge could reach 2**53 micro-units)."""
     e = _entry(compiled, entry)
     if rated < 0 or tier_standing < 0:
         raise ValueError("rated, tier_standing: must not be negative")
+    _check_limit(compiled, e, rated, "rated")
     ids = np.array([d for d, _ in discounts], dtype=np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() >= len(compiled.discount_names)):
         raise ValueError("discounts: unknown discount id")
@@ -307,7 +326,10 @@ def price(compiled: CompiledCatalog, entry: int, rated: int, tier_standing: int,
 def price_enquiry(compiled: CompiledCatalog, plan: Plan, service: str, start_utc: int,
                   destination: str, usage: int, tier_standing: int = 0,
                   discount_standing: dict[str, int] | None = None) -> Quote:
-    """What `usage` would cost now under `plan`, money as decimal strings."""
+    """What `usage` would cost now under `plan`, money as decimal strings. Answers as
+    `rate_batch` would: a usage beyond the entry's `usage_limit` gives reason `malformed`
+    (no destination, band or amounts), like any other rejection; a negative one is a
+    ValueError naming `usage`."""
     compile_plans(compiled, [plan])  # validates the names
     standing = discount_standing or {}
     for name in standing:
@@ -319,6 +341,10 @@ def price_enquiry(compiled: CompiledCatalog, plan: Plan, service: str, start_utc
     zero = format_money(0, compiled.decimals)
     if res.reason:
         return Quote(REASONS[res.reason], dname, bname, 0, zero, zero, zero)
+    if usage < 0:
+        raise ValueError("usage: must not be negative")
+    if usage > compiled.entry_tab[res.entry, E_USAGE_MAX]:
+        return Quote("malformed", None, None, 0, zero, zero, zero)
     ru = rated_usage(compiled, res.entry, usage)
     p = price(compiled, res.entry, ru, tier_standing,
               [(compiled.discount_id[d], standing.get(d, 0)) for d in plan.discounts])

@@ -36,6 +36,7 @@ from rating.compiler import (
     E_SERVICE,
     E_TIER_HI,
     E_TIER_LO,
+    E_USAGE_MAX,
     EI_NEXT,
     EI_RDIV,
     EXACT_FLOAT,
@@ -202,7 +203,9 @@ def _charge(e, uncovered, standing, connect, entry_tab, entry_inv, tier_tab, ste
     accumulated `standing`; plus the connect fee when `connect`. Zero units cost nothing.
 
     entry_tab: int64[n_entries, E_COLS]; entry_inv: float64[n_entries, 2]; tier_tab:
-    int64[n_tiers, 3] (upto exclusive, price, part limit of the fast path)."""
+    int64[n_tiers, 3] (upto exclusive, price, part limit of the fast path). Callers keep
+    `uncovered` within E_USAGE_MAX, so the charge stays below CHARGE_BOUND and, with the
+    catalog's price * per < 2**60 and per <= 2**40, every product below fits int64."""
     if uncovered <= 0:
         return 0
     per = entry_tab[e, E_PER]
@@ -264,7 +267,9 @@ def _discount_amount(d, standing, charge, disc_tab, dtier_tab, dtier_inv, step, 
     """Rounded discount (micro) of discount row `d` on `charge`, at the percent of the tier in
     which the accumulated basis `standing` stands. disc_tab: int64[n, 4]; dtier_tab:
     int64[m, 6] (from, num, den, rounding bias, divisor, charge limit) with percent / 100 =
-    num / den; dtier_inv: float64[m]."""
+    num / den; dtier_inv: float64[m]. No overflow for any charge below CHARGE_BOUND: a
+    percent has at most 6 decimals, so num <= den <= 10**8, b * num < 10**16 and the products
+    of `_round_parts` stay below step * den <= 10**14."""
     lo = disc_tab[d, D_TIER_LO]
     t = lo
     for k in range(lo + 1, disc_tab[d, D_TIER_HI]):
@@ -329,12 +334,14 @@ def _resolve_one(tariff, svc, t, dest, dest_len, trie_child, trie_dest, max_len,
                     transition_utc, offset_s, band_of_minute)
     e = entry_lut[tariff, svc, dn + 1, band + 1]
     return (R_NO_RATE if e < 0 else 0), e, dn, band
+
+
 @_batch_kernel
 def _resolve_rows(account, plan, service, start, usage, dest, dest_len, pre_reason,
                   trie_child, trie_dest, max_len, head_len, head_node, head_best,
                   day_off, day_trans, day_after, transition_utc, offset_s, band_of_minute,
-                  day_week_s, day_week_s_after, ts_lo, ts_hi, entry_lut, plan_tariff,
-                  reason, dest_name, band_out, entry):
+                  day_week_s, day_week_s_after, ts_lo, ts_hi, entry_lut, entry_tab,
+                  plan_tariff, reason, dest_name, band_out, entry):
     """First pass, in row order (no accumulator is involved): reason, destination, band and
     rate entry of every CDR. A pass of its own keeps few arrays live, so the loop runs from
     registers instead of spilled pointers.
@@ -342,8 +349,10 @@ def _resolve_rows(account, plan, service, start, usage, dest, dest_len, pre_reas
     Inputs per CDR (length n): account int32 (accumulator row, -1 unknown), plan int32 (row
     of plan_tariff int32[p], -1 none), service int32, start int64 UTC s, usage int64, dest
     int64, dest_len int8, pre_reason int8 (kept when not 0). Catalog arrays as in
-    CompiledCatalog (entry_lut gives the entry per tariff, service, destination + 1, band + 1).
-    Outputs: reason int8, dest_name int32, band_out int32, entry int32 (-1 unless rated)."""
+    CompiledCatalog (entry_lut gives the entry per tariff, service, destination + 1, band + 1;
+    entry_tab's E_USAGE_MAX the largest usage the entry rates: beyond it the charge could
+    reach CHARGE_BOUND, and the CDR is malformed). Outputs: reason int8, dest_name int32,
+    band_out int32 (both -1 unless rated or no_rate), entry int32 (-1 unless rated)."""
     for i in range(account.shape[0]):
         r = pre_reason[i]
         dn = -1
@@ -375,6 +384,11 @@ def _resolve_rows(account, plan, service, start, usage, dest, dest_len, pre_reas
                         e = entry_lut[tar, _ix(svc), _ix(dn + 1), _ix(b + 1)]
                         if e < 0:
                             r = R_NO_RATE
+                        elif usage[i] > entry_tab[_ix(e), E_USAGE_MAX]:
+                            r = R_MALFORMED
+                            dn = -1
+                            b = -1
+                            e = -1
         reason[i] = r
         dest_name[i] = dn
         band_out[i] = b

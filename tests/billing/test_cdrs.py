@@ -363,3 +363,24 @@ def test_parse_cdrs_with_the_id_order_given_parses_alike(catalog):
     assert a.batch.pre_reason.tolist() == b.batch.pre_reason.tolist() == [
         cdrs.MALFORMED, 0, cdrs.MALFORMED, 0, cdrs.DUPLICATE]
     assert a.batch.cdr_rank.tolist() == b.batch.cdr_rank.tolist() == [2, 3, 0, 1, 4]
+
+
+@pytest.mark.parametrize("note", ["plain", "needs, quotes"])
+def test_usage_too_large_to_charge_is_malformed_usage_on_both_writers(catalog, note):
+    # 0.10 per message: 90071992547 messages = 9007199254.70 = 9007199254700000 micro, below
+    # 2^53 = 9007199254740992; one more message reaches 9007199254800000: malformed:usage
+    compiled = compile_catalog(catalog)
+    rows = [_row(cdr_id="ok", usage="90071992547"), _row(cdr_id="big", usage="90071992548"),
+            _row(cdr_id="bad", usage="x")]
+    table = _table(rows).append_column("note", pa.array([note] * 3, pa.string()))
+    parsed = cdrs.parse_cdrs(table, compiled, default_plan=Plan("std"))
+    rated = cdrs.rate_cdrs(compiled, parsed, catalog.timezone)
+    out = io.BytesIO()
+    cdrs.write_rated_csv(parsed, rated, compiled, 2, out)
+    got = {r["cdr_id"]: (r["status"], r["reason"], r["rated_usage"], r["charge"])
+           for r in csv.DictReader(io.StringIO(out.getvalue().decode()))}
+    assert got == {"ok": ("rated", "", "90071992547", "9007199254.70"),
+                   "big": ("rejected", "malformed:usage", "0", "0.00"),
+                   "bad": ("rejected", "malformed:usage", "0", "0.00")}
+    assert cdrs.summarize(rated).text(2) == ("rated 1, duplicate 0, rejected 2, "
+                                            "total net charge 9007199254.70")

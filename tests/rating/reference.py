@@ -19,6 +19,7 @@ _START = re.compile(
     r"(?:([Zz])|([+-])(\d{2})(?:(\d{2})|:(\d{2}))?)$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BOUND = 2**53  # a rated usage, and a charge in micro-units, stay below it
 
 
 def start_instant(text) -> Fraction | None:
@@ -162,6 +163,13 @@ def reference_rate(catalog, rows: list[dict], accounts: dict, bill_cycle_day: in
             rated = entry.first
         else:
             rated = entry.first + math.ceil(Fraction(usage - entry.first, entry.next)) * entry.next
+        if rated > 0 and (rated >= BOUND or round_exact(
+                entry.connect_fee + Fraction(max(t.price for t in entry.tiers) * rated, entry.per),
+                dec, method) >= BOUND):
+            # docs/catalog.md "Limits": the rated usage, and the charge at the entry's highest
+            # price with the connect fee, must stay below 2^53 (micro-)units
+            res.update(reason="malformed:usage", destination_name="", band="")
+            continue
         cycle = cycle_key(start, tz, bill_cycle_day) if bill_cycle_day else None
         todo.append((row["account"], cycle, start_instant(row["start"]), row["cdr_id"], i, entry, rated))
 

@@ -15,6 +15,17 @@ from rating import kernels as K
 from rating import tz
 from rating.catalog import parse_catalog
 from rating.compiler import E_FLAT_MAX, E_NUMLIM, T_PARTLIM, compile_catalog
+from rating.engine import (
+    REASONS,
+    Accumulators,
+    CdrBatch,
+    Plan,
+    price,
+    price_enquiry,
+    rate_batch,
+    rated_usage,
+    usage_limit,
+)
 from rating.money import round_div
 
 METHODS = ["half_up", "up", "down"]
@@ -261,3 +272,126 @@ def test_band_at_around_every_berlin_transition(band_catalogs):
             got = K._band_at(t, c.day_trans, c.day_week_s, c.day_week_s_after, c.day_off,
                              c.day_off_after, c.transition_utc, c.offset_s, c.band_of_minute)
             assert got == _band_by_zoneinfo(c, "Europe/Berlin", t), t
+
+
+# -- the 2^53 bound on charges and rated usage (docs/catalog.md "Limits") --------------------
+
+BOUND = 2**53
+
+
+def _rate_one(c, usage: int, service: str = "sms", plan: Plan | None = None):
+    """rate_batch (both kernel passes) on one CDR of `usage` units, empty destination."""
+    one = np.ones(1, np.int64)
+    batch = CdrBatch(
+        account=np.zeros(1, np.int32), plan=np.zeros(1, np.int32),
+        service=np.array([c.service_id[service]], np.int32), start=one * 1_700_000_000,
+        usage=one * usage, dest=one * 0, dest_len=np.zeros(1, np.int8), cdr_rank=one * 0,
+        pre_reason=np.zeros(1, np.int8))
+    r = rate_batch(c, batch, [plan or Plan("t")], Accumulators.zeros(c, 1))
+    return (REASONS[r.reason[0]], int(r.rated_usage[0]), int(r.charge[0]), int(r.discount[0]),
+            int(r.net_charge[0]))
+
+
+def test_charge_of_2_pow_53_minus_1_micro_is_rated_one_more_unit_is_malformed():
+    c = compile_catalog(parse_catalog("""\
+currency: EUR
+timezone: UTC
+rounding: {decimals: 6, method: half_up}
+tariffs: {t: {sms: [{price: "0.000001"}]}}
+discounts: {d: {service: sms, tiers: [{from: 0, percent: "99.999999"}]}}
+"""))
+    assert usage_limit(c, 0) == BOUND - 1
+    # 1 micro-unit per message: the charge is the usage; 99.999999 % of 9007199254740991 is
+    # 9007199254740991 - 90071992.54740991 = 9007199164668998.45259009: rounded half up
+    # 9007199164668998, net 90071993
+    assert _rate_one(c, BOUND - 1, plan=Plan("t", ("d",))) == (
+        "", BOUND - 1, BOUND - 1, 9007199164668998, 90071993)
+    assert _rate_one(c, BOUND) == ("malformed", 0, 0, 0, 0)
+    assert _rate_one(c, 10**18) == ("malformed", 0, 0, 0, 0)
+    # the scalar path agrees: a ValueError naming the field, or a `malformed` quote
+    assert rated_usage(c, 0, BOUND - 1) == BOUND - 1
+    assert price(c, 0, BOUND - 1, 0, []).charge == BOUND - 1
+    with pytest.raises(ValueError, match="^usage: 9007199254740992 is beyond"):
+        rated_usage(c, 0, BOUND)
+    with pytest.raises(ValueError, match="^rated: "):
+        price(c, 0, BOUND, 0, [])
+    assert price_enquiry(c, Plan("t"), "sms", 0, "", BOUND).reason == "malformed"
+    assert price_enquiry(c, Plan("t"), "sms", 0, "", BOUND - 1).charge == "9007199254.740991"
+
+
+def test_charge_below_the_bound_is_exact_where_price_times_usage_passes_int64():
+    # 9.999999 per MiB by the byte, rounded down: charged below 2^53 micro while
+    # 9999999 * r < 2^53 * 2^20, i.e. up to r = (2^73 - 1) // 9999999 = 944473391021268 bytes,
+    # charge floor(9999999 * r / 2^20) = 9007199254740990; price * rated is ~9.4e21 there,
+    # a thousand times int64: the kernel splits it and stays exact
+    c = compile_catalog(parse_catalog("""\
+currency: EUR
+timezone: UTC
+rounding: {decimals: 6, method: down}
+tariffs: {t: {data: [{price: "9.999999", per: 1048576}]}}
+"""))
+    limit = usage_limit(c, 0)
+    assert limit == (2**73 - 1) // 9_999_999 == 944473391021268
+    want = 9_999_999 * limit // 2**20  # rounded down at 6 places
+    assert want == 9007199254740990
+    assert _rate_one(c, limit, "data") == ("", limit, want, 0, want)
+    assert _rate_one(c, limit + 1, "data") == ("malformed", 0, 0, 0, 0)
+
+
+EDGE = """\
+currency: EUR
+timezone: UTC
+rounding: {decimals: %d, method: %s}
+tariffs:
+  t:
+    voice:
+      - per: %d
+        increments: [%d, %d]
+        connect_fee: "%s"
+        tiers: [{upto: 100, price: "0.5"}, {upto: 200, price: "%s"}, {price: "0.25"}]
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("decimals,per,first,nxt,connect,top", [
+    (6, 1, 1, 1, "0", "1"), (4, 60, 60, 30, "0.05", "0.12"), (0, 7, 1, 1, "0.9", "3.5"),
+    (2, 1048576, 1024, 1024, "0", "0.001"), (2, 1, 1, 1, "9007199254.74", "1"),
+    (2, 1, 2**40, 1, "0", "0"), (3, 1, 1, 2**40, "1", "0"),
+])
+def test_usage_limit_is_the_exact_edge_of_the_rule(method, decimals, per, first, nxt, connect, top):
+    # the rule from Fractions: a rated usage r > 0 is charged when r < 2^53 and the charge at
+    # the highest tier price, connect fee included, rounded as the catalog rounds, is < 2^53
+    c = compile_catalog(parse_catalog(EDGE % (decimals, method, per, first, nxt, connect, top)))
+    e = c.catalog.tariffs["t"]["voice"][0]
+    high = max(t.price for t in e.tiers)
+
+    def allowed(r):
+        x = Fraction(e.connect_fee) + Fraction(high * r, per)
+        return r < BOUND and round_div(x.numerator, x.denominator, decimals, method) < BOUND
+
+    limit = usage_limit(c, 0)
+    after = first if limit == 0 else limit + nxt  # the next rated usage after the limit
+    assert (limit == 0 or allowed(limit)) and not allowed(after)
+    if limit:
+        reason, rated, charge, _, _ = _rate_one(c, limit, "voice")
+        assert (reason, rated) == ("", limit)
+        # charged on the graduated tiers from 0: 100 at 0.5, 100 at `top`, the rest at 0.25
+        parts = [(min(limit, 100), 500_000), (min(max(limit - 100, 0), 100), e.tiers[1].price),
+                 (max(limit - 200, 0), 250_000)]
+        x = Fraction(e.connect_fee) + sum(Fraction(p * u, per) for u, p in parts)
+        assert charge == round_div(x.numerator, x.denominator, decimals, method)
+    assert _rate_one(c, limit + 1, "voice")[0] == "malformed"
+
+
+def test_free_entry_rates_usage_below_2_pow_53():
+    # no price and no connect fee: only the bound on rated usage applies
+    c = compile_catalog(parse_catalog("""\
+currency: EUR
+timezone: UTC
+tariffs: {t: {sms: [{price: "0"}], data: [{price: "0", increments: [1000, 1000]}]}}
+"""))
+    assert _rate_one(c, BOUND - 1) == ("", BOUND - 1, 0, 0, 0)
+    assert _rate_one(c, BOUND)[0] == "malformed"
+    # by the 1000: 9007199254740000 is the last rated usage below 2^53
+    assert _rate_one(c, 9007199254740000, "data") == ("", 9007199254740000, 0, 0, 0)
+    assert _rate_one(c, 9007199254740001, "data")[0] == "malformed"

@@ -142,7 +142,9 @@ def cdr_rows(draw, unique_ids: bool = False):
     rows = []
     epochs = []
     for i in range(n):
-        usage = str(draw(st.integers(0, 5000) | st.sampled_from([0, 1, 59, 60, 61, 10**9])))
+        # 10^15 and 2^53 - 1 reach the 2^53 limits of rated usage and charge on most entries
+        usage = str(draw(st.integers(0, 5000) | st.sampled_from([0, 1, 59, 60, 61, 10**9, 10**12,
+                                                                  10**15, 2**53 - 1])))
         row = {"cdr_id": f"c{ids[i]}", "account": draw(st.sampled_from(ACCOUNTS * 3 + ("A9",))),
                "service": draw(st.sampled_from(SERVICES * 3 + ("video",))),
                "usage": usage, "destination": draw(st.text("12459", max_size=6))}
@@ -207,7 +209,8 @@ def _engine_rate(catalog, rows, plans_by_account):
         located = r in (0, REASONS.index("no_rate"))
         out.append({
             "status": "rated" if r == 0 else "duplicate" if r == 2 else "rejected",
-            "reason": f"malformed:{bad_col[i]}" if bad_col[i] else REASONS[r],
+            # a well-formed row the engine calls malformed has a usage beyond its entry's limit
+            "reason": f"malformed:{bad_col[i] or 'usage'}" if r == 1 else REASONS[r],
             "destination_name": compiled.destination_names[rated.dest_name[i]] if located and rated.dest_name[i] >= 0 else "",
             "band": compiled.band_names[rated.band[i]] if located and rated.band[i] >= 0 else "",
             **{k: int(getattr(rated, k)[i]) if r == 0 else 0
