@@ -185,8 +185,25 @@ def _price_args(c: CompiledCatalog):
 
 def rating_order(batch: CdrBatch) -> np.ndarray:
     """Row indices in rating order: account, then start, then cdr id rank."""
+    n = len(batch.account)
     if K._is_sorted(batch.account, batch.start, batch.cdr_rank):
-        return np.arange(len(batch.account), dtype=np.int64)
+        return np.arange(n, dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    # One argsort over a packed (account, start, rank) key is several times faster than a
+    # three-key lexsort; it applies whenever the three ranges fit in 63 bits together.
+    acc = batch.account.astype(np.int64) + 1  # -1 (unknown) sorts first, as in lexsort
+    start_lo, start_hi = int(batch.start.min()), int(batch.start.max())
+    rank_lo, rank_hi = int(batch.cdr_rank.min()), int(batch.cdr_rank.max())
+    bits_start = max(1, (start_hi - start_lo).bit_length())
+    bits_rank = max(1, (rank_hi - rank_lo).bit_length())
+    if int(acc.max()).bit_length() + bits_start + bits_rank <= 63:
+        key = acc << np.int64(bits_start + bits_rank)
+        key |= (batch.start - np.int64(start_lo)) << np.int64(bits_rank)
+        key |= batch.cdr_rank - np.int64(rank_lo)
+        # equal keys only come from rows sharing a cdr_id rank (duplicates, which the kernel
+        # skips), so an unstable sort cannot change any rated result
+        return np.argsort(key).astype(np.int64, copy=False)
     return np.lexsort((batch.cdr_rank, batch.start, batch.account)).astype(np.int64)
 
 

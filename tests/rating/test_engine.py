@@ -416,3 +416,25 @@ def test_empty_batch(compiled):
     out, acc = rate(compiled, [])
     assert out.reason.shape == (0,) and out.charge.dtype == np.int64
     assert not acc.tier_usage.any()
+
+
+def test_rating_order_packed_key_equals_a_three_key_lexsort():
+    import numpy as np
+
+    from rating.engine import CdrBatch, rating_order
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    account = rng.integers(-1, 300, n).astype(np.int32)
+    start = rng.integers(1_709_251_200, 1_709_251_200 + 40, n).astype(np.int64)  # many ties
+    rank = rng.permutation(n).astype(np.int64)
+    zeros = np.zeros(n, np.int64)
+    batch = CdrBatch(account, np.zeros(n, np.int32), np.zeros(n, np.int32), start, zeros,
+                     zeros, np.zeros(n, np.int8), rank, np.zeros(n, np.int8))
+    expected = np.lexsort((rank, start, account))
+    assert (rating_order(batch) == expected).all()
+    # ranges too wide to pack into 63 bits fall back to the lexsort and agree too
+    wide_start = rng.integers(0, 1 << 50, n).astype(np.int64)  # 9 + 50 + 15 bits > 63
+    wide = CdrBatch(account, batch.plan, batch.service, wide_start, zeros, zeros,
+                    batch.dest_len, rank, batch.pre_reason)
+    assert (rating_order(wide) == np.lexsort((rank, wide.start, account))).all()
