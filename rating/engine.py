@@ -241,10 +241,12 @@ def rate_batch(compiled: CompiledCatalog, batch: CdrBatch, plans: list[Plan],
     out = RatedBatch(
         reason=np.empty(n, np.int8), dest_name=np.empty(n, np.int32),
         band=np.empty(n, np.int32), rated_usage=np.empty(n, np.int64),
-        covered=np.empty(n, np.int64), charge=np.empty(n, np.int64),
+        covered=np.zeros(n, np.int64), charge=np.empty(n, np.int64),
         discount=np.empty(n, np.int64), net_charge=np.empty(n, np.int64),
     )
-    entry = np.empty(n, np.int32)
+    # the resolve pass leaves each row's rate entry in the charge column, which the price pass
+    # reads before it writes the charge there: one array less to allocate and fill
+    entry = out.charge
     b = batch
     K._resolve_rows(b.account, b.plan, b.service, b.start, b.usage, b.dest, b.dest_len,
                     b.pre_reason, *_lookup_args(compiled), compiled.entry_tab, plan_tariff,

@@ -352,7 +352,8 @@ def _resolve_rows(account, plan, service, start, usage, dest, dest_len, pre_reas
     CompiledCatalog (entry_lut gives the entry per tariff, service, destination + 1, band + 1;
     entry_tab's E_USAGE_MAX the largest usage the entry rates: beyond it the charge could
     reach CHARGE_BOUND, and the CDR is malformed). Outputs: reason int8, dest_name int32,
-    band_out int32 (both -1 unless rated or no_rate), entry int32 (-1 unless rated)."""
+    band_out int32 (both -1 unless rated or no_rate), entry int32 or int64 (-1 unless rated;
+    rate_batch passes its charge column, which `_price_sorted` then overwrites)."""
     for i in range(account.shape[0]):
         r = pre_reason[i]
         dn = -1
@@ -412,7 +413,10 @@ def _price_sorted(order, account, plan, service, start, usage, dest_name, entry,
     place: tier_usage int64[a, n_services], disc_basis int64[a, n_discounts]. Allowance
     buckets (CSR by account: al_off int64[a + 1]; per bucket al_service, al_remaining
     (updated), al_from, al_to, al_doff int64[b + 1] over al_dids destination ids, empty =
-    any). Outputs at the CDR's own row: rated, covered, charge, discount, net int64."""
+    any). Outputs at the CDR's own row: rated, covered, charge, discount, net int64;
+    `covered` must come zero-filled (np.zeros: pages never written cost nothing), only the
+    rows allowances covered are written; `entry` may be the `charge` array itself (each row
+    is read before it is written)."""
     n_services = tier_usage.shape[1]
     in_order = order.shape[0] == 0
     for k in range(account.shape[0]):
@@ -420,7 +424,6 @@ def _price_sorted(order, account, plan, service, start, usage, dest_name, entry,
         e = entry[i]
         if e < 0:
             rated[i] = 0
-            covered[i] = 0
             charge[i] = 0
             discount[i] = 0
             net[i] = 0
@@ -464,7 +467,8 @@ def _price_sorted(order, account, plan, service, start, usage, dest_name, entry,
         disc = min(disc, ch)
         tier_usage[acc, svc] += need
         rated[i] = ru
-        covered[i] = cov
+        if cov != 0:
+            covered[i] = cov
         charge[i] = ch
         discount[i] = disc
         net[i] = ch - disc

@@ -18,6 +18,7 @@ from rating.compiler import E_FLAT_MAX, E_NUMLIM, T_PARTLIM, compile_catalog
 from rating.engine import (
     REASONS,
     Accumulators,
+    AllowanceTable,
     CdrBatch,
     Plan,
     price,
@@ -395,3 +396,55 @@ tariffs: {t: {sms: [{price: "0"}], data: [{price: "0", increments: [1000, 1000]}
     # by the 1000: 9007199254740000 is the last rated usage below 2^53
     assert _rate_one(c, 9007199254740000, "data") == ("", 9007199254740000, 0, 0, 0)
     assert _rate_one(c, 9007199254740001, "data")[0] == "malformed"
+
+
+# -- output columns: the charge column carries the rate entry between the passes, `covered`
+#    comes zero-filled and only covered rows are written -----------------------------------
+
+MIXED = """\
+currency: EUR
+timezone: UTC
+rounding: {decimals: 2, method: half_up}
+destinations: {DE: ["49"]}
+tariffs:
+  t:
+    voice: [{destination: DE, price: "0.60", per: 60, increments: [60, 60], connect_fee: "0.10"}]
+    sms: [{price: "0.09"}]
+"""
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_rejected_rows_between_rated_rows_get_zeros_and_covered_only_where_covered(shuffle):
+    c = compile_catalog(parse_catalog(MIXED))
+    v, s = c.service_id["voice"], c.service_id["sms"]
+    # rows: rated voice; no_destination (33...); unknown_service (data has no entry in t);
+    # pre_reason duplicate; sms partly covered (2 of 3 units); sms after the bucket ran out
+    svc = np.array([v, v, c.service_id["data"], v, s, s], np.int32)
+    usage = np.array([61, 30, 100, 10, 3, 1], np.int64)
+    dest = np.array([4930, 3312, 0, 4930, 0, 0], np.int64)
+    dest_len = np.array([4, 4, 0, 4, 0, 0], np.int8)
+    pre = np.array([0, 0, 0, 2, 0, 0], np.int8)
+    rows = np.arange(6)
+    if shuffle:
+        rows = np.array([5, 2, 0, 4, 1, 3])
+    n = 6
+    batch = CdrBatch(account=np.zeros(n, np.int32), plan=np.zeros(n, np.int32),
+                     service=svc[rows], start=(1_700_000_000 + np.arange(n, dtype=np.int64))[rows],
+                     usage=usage[rows], dest=dest[rows], dest_len=dest_len[rows],
+                     cdr_rank=np.arange(n, dtype=np.int64)[rows], pre_reason=pre[rows])
+    al = AllowanceTable(offsets=np.array([0, 1], np.int64), service=np.array([s], np.int32),
+                        remaining=np.array([2], np.int64), valid_from=np.array([0], np.int64),
+                        valid_to=np.array([2**40], np.int64), dest_offsets=np.zeros(2, np.int64),
+                        dest_ids=np.zeros(0, np.int32))
+    r = rate_batch(c, batch, [Plan("t")], Accumulators.zeros(c, 1), al)
+    back = np.argsort(rows)  # results in the unshuffled row order
+    assert [REASONS[x] for x in r.reason[back]] == [
+        "", "no_destination", "unknown_service", "duplicate", "", ""]
+    # voice 61 s -> 120 s: 0.10 + 2 * 0.60 = 1.30; sms 3 with 2 covered: 1 * 0.09; sms 1
+    # after the bucket is empty: 0.09
+    assert r.rated_usage[back].tolist() == [120, 0, 0, 0, 3, 1]
+    assert r.covered[back].tolist() == [0, 0, 0, 0, 2, 0]
+    assert r.charge[back].tolist() == [1_300_000, 0, 0, 0, 90_000, 90_000]
+    assert r.discount[back].tolist() == [0] * 6
+    assert r.net_charge[back].tolist() == [1_300_000, 0, 0, 0, 90_000, 90_000]
+    assert al.remaining.tolist() == [0]
