@@ -254,6 +254,25 @@ local function split(money, own, lend)
   return money - theirs, theirs
 end
 
+-- The credit check of reserve and debit, before anything is written: the parent (if any),
+-- the family's available, whether `amount` is denied (only money asked for is checked: 0
+-- passes whatever the balance), and the split of `amount` into own and parent parts.
+local function credit_check(a, list, amount)
+  local pa, plist = load_parent()
+  local own, lend = available(a, list), lends(pa, plist)
+  local avail = family_available(own, lend)
+  local denied = amount > 0 and avail ~= nil and amount > avail
+  local mine, theirs = split(amount, own, lend)
+  return pa, plist, avail, denied, mine, theirs
+end
+
+-- how many of `units` the candidate buckets can cover now (their free units, in order)
+local function coverable(cands, units)
+  local covered = 0
+  for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.remaining - b.reserved) end
+  return covered
+end
+
 -- a parent's ledger entry for a child's operation, when the parent's state changed
 local function parent_ledger(verb, pd)
   if pd.balance ~= nil or pd.reserved ~= nil or pd.buckets ~= nil then ledger(verb, pd, PAR) end

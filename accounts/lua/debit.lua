@@ -17,12 +17,8 @@ if not a then return unknown() end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
 local units, charge = N(P.units), N(P.charge)
 -- the money figures before anything is written (the grant adds unit buckets only)
-local pa, plist = load_parent()
 local list = load_buckets()
-local own, lend = available(a, list), lends(pa, plist)
-local avail = family_available(own, lend)
-local denied = charge > 0 and avail ~= nil and charge > avail
-local mine, theirs = split(charge, own, lend)
+local pa, plist, avail, denied, mine, theirs = credit_check(a, list, charge)
 if not denied then
   local e = out_of_range(balance_after(a, list, mine), 'charge', 'balance')
     or (theirs ~= 0 and out_of_range(balance_after(pa, plist, theirs), 'charge', "parent's balance"))
@@ -31,8 +27,7 @@ end
 grant_cycle(a)
 list = load_buckets()
 local cands = unit_candidates(list, P.service, P.dest)
-local covered = 0
-for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.remaining - b.reserved) end
+local covered = coverable(cands, units)
 if P.expected ~= nil and N(P.expected) ~= covered then
   return finish('stale', {covered = covered})
 end

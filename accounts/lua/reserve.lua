@@ -20,11 +20,7 @@ local units, money = N(P.units), N(P.money)
 -- the money figures first (the grant below adds unit buckets only, so they do not change):
 -- a hold that would pass the credit check but not fit the exact range is refused before
 -- anything is written
-local pa, plist = load_parent()
-local own, lend = available(a, load_buckets()), lends(pa, plist)
-local avail = family_available(own, lend)
-local denied = money > 0 and avail ~= nil and money > avail
-local mine, theirs = split(money, own, lend)
+local pa, plist, avail, denied, mine, theirs = credit_check(a, load_buckets(), money)
 if not denied then
   local e = out_of_range(N(a.rsv) + mine, 'money', 'money held')
     or (theirs ~= 0 and out_of_range(N(pa.rsv) + theirs, 'money', "parent's money held"))
@@ -33,9 +29,8 @@ end
 grant_cycle(a)
 local list = load_buckets()
 -- count coverage first, write nothing until every check has passed
-local covered = 0
 local cands = unit_candidates(list, P.service, P.dest)
-for _, b in ipairs(cands) do covered = covered + math.min(units - covered, b.remaining - b.reserved) end
+local covered = coverable(cands, units)
 if P.expected ~= nil and N(P.expected) ~= covered then
   return finish('stale', {covered = covered})
 end
