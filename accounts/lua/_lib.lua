@@ -273,6 +273,21 @@ local function coverable(cands, units)
   return covered
 end
 
+-- adjust and refund: move the main balance by a signed `amount` (no credit check), with a
+-- ledger entry `verb`; refused on a terminated account or beyond the exact range
+local function move_balance(verb, amount, reason)
+  local a = load_acct()
+  if not a then return unknown() end
+  if a.status == 'terminated' then return err('invalid_state', 'account_id', 'account is terminated') end
+  local bal = N(a.bal) + amount
+  if bal > MAXI or bal < -MAXI then
+    return err('amount', 'amount', 'the balance would leave the exact range of 2^53 - 1 micro-units')
+  end
+  set_balance(a, bal)
+  ledger(verb, {balance = amount, reason = reason})
+  return finish('ok', {balance = bal})
+end
+
 -- a parent's ledger entry for a child's operation, when the parent's state changed
 local function parent_ledger(verb, pd)
   if pd.balance ~= nil or pd.reserved ~= nil or pd.buckets ~= nil then ledger(verb, pd, PAR) end

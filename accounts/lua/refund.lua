@@ -1,15 +1,8 @@
--- refund: give money back to the balance (a positive amount).
+-- refund: give money back to the balance (a positive amount, checked by the store).
 -- KEYS: the six account keys of _lib.lua.
 -- ARGV: op id, fingerprint, context, params {amount, reason}.
 -- Returns: answer code "ok" {balance}; errors "unknown", "invalid_state" (terminated),
 --   "amount" (balance would pass 2^53 - 1).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
-if a.status == 'terminated' then return err('invalid_state', 'account_id', 'account is terminated') end
-local bal = N(a.bal) + N(P.amount)
-if bal > MAXI then return err('amount', 'amount', 'the balance would pass 2^53 - 1 micro-units') end
-set_balance(a, bal)
-ledger('refund', {balance = N(P.amount), reason = P.reason})
-return finish('ok', {balance = bal})
+return move_balance('refund', N(P.amount), P.reason)
