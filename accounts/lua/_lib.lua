@@ -288,6 +288,21 @@ local function move_balance(verb, amount, reason)
   return finish('ok', {balance = bal})
 end
 
+-- free every unit a reservation holds on its buckets; returns how many units that was
+local function free_held_units(res, by_id, d)
+  local units = 0
+  for id, n in pairs(res.units) do
+    local b = by_id[id]
+    if b and N(n) > 0 then
+      b.reserved = b.reserved - N(n)
+      bdelta(d, id, 'reserved', -N(n))
+      save_bucket(b)
+      units = units + N(n)
+    end
+  end
+  return units
+end
+
 -- a parent's ledger entry for a child's operation, when the parent's state changed
 local function parent_ledger(verb, pd)
   if pd.balance ~= nil or pd.reserved ~= nil or pd.buckets ~= nil then ledger(verb, pd, PAR) end

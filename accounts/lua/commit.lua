@@ -87,14 +87,7 @@ if theirs ~= 0 then
 end
 if res then
   if P.release then
-    for id, n in pairs(res.units) do
-      local b = by_id[id]
-      if b and N(n) > 0 then
-        b.reserved = b.reserved - N(n)
-        bdelta(d, id, 'reserved', -N(n))
-        save_bucket(b)
-      end
-    end
+    free_held_units(res, by_id, d)
     redis.call('HDEL', K_RSV, P.session)
   else
     res.money = held_own - free_own

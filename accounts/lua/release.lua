@@ -18,16 +18,7 @@ if P.expired_only and NOW < N(res.expires_at) + N(P.grace) then
 end
 local _, by_id = load_buckets()
 local d = {session = P.session, reason = P.reason}
-local units = 0
-for id, n in pairs(res.units) do
-  local b = by_id[id]
-  if b and N(n) > 0 then
-    b.reserved = b.reserved - N(n)
-    bdelta(d, id, 'reserved', -N(n))
-    save_bucket(b)
-    units = units + N(n)
-  end
-end
+local units = free_held_units(res, by_id, d)
 local money = N(res.money)
 if money ~= 0 then
   set_reserved(a, N(a.rsv) - money)
