@@ -10,7 +10,11 @@ import re
 
 MICRO = 1_000_000
 ROUNDING_METHODS = ("half_up", "up", "down")
-_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:\.(\d+))?$")
+# The one grammar of money text: ASCII digits only (never \d, which matches any script's
+# digits), an optional leading '-', no '+', no surrounding whitespace. More than 6 decimals is
+# matched here and refused below with its own message.
+_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+_MAX_WHOLE_DIGITS = 19  # more cannot be below 2^63 micro-units anyway; int() stays cheap
 
 
 class MoneyError(ValueError):
@@ -25,7 +29,8 @@ class MoneyError(ValueError):
 def parse_money(value: object, field: str = "amount", *, allow_negative: bool = True) -> int:
     """Parse a decimal string such as ``"0.0900"`` into micro-units.
 
-    Refuses floats (they cannot carry an exact amount), more than 6 decimals, exponents,
+    The text must match ``-?[0-9]+(\\.[0-9]{1,6})?`` exactly: ASCII digits, no '+', no
+    surrounding whitespace, no exponent. Refuses floats (they cannot carry an exact amount)
     and, unless ``allow_negative``, negative amounts.
     """
     if isinstance(value, bool) or isinstance(value, float):
@@ -34,12 +39,15 @@ def parse_money(value: object, field: str = "amount", *, allow_negative: bool = 
         value = str(value)
     if not isinstance(value, str):
         raise MoneyError(field, f"expected a decimal string, got {type(value).__name__}")
-    m = _DECIMAL.match(value.strip())
+    m = _DECIMAL.fullmatch(value)
     if not m:
-        raise MoneyError(field, f"malformed amount {value!r} (expected digits with an optional '.')")
+        raise MoneyError(field, f"malformed amount {value!r} (expected ASCII digits 0-9, an "
+                                "optional leading '-' and up to 6 decimals after a '.')")
     sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
     if len(frac) > 6:
         raise MoneyError(field, f"amount {value!r} has more than 6 decimals")
+    if len(whole.lstrip("0")) > _MAX_WHOLE_DIGITS:
+        raise MoneyError(field, f"amount {_clip(value)!r} is out of range")
     micro = int(whole) * MICRO + int(frac.ljust(6, "0") or "0")
     if sign == "-":
         micro = -micro
@@ -48,6 +56,10 @@ def parse_money(value: object, field: str = "amount", *, allow_negative: bool = 
     if abs(micro) >= 2**63:
         raise MoneyError(field, f"amount {value!r} is out of range")
     return micro
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def format_money(micro: int, decimals: int = 6) -> str:
