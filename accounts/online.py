@@ -1,0 +1,98 @@
+"""The online verbs of the store: one `online.lua` call per credit-control request, and the
+rated records the bill run reads back (a sorted set per account, scored by session start).
+
+Keys of a session live in its account's hash-tag slot, so one script settles the request on
+one Redis Cluster slot; the expiry index of reservations is updated in the same pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+
+from accounts.errors import AccountError, InvalidAmount, UnknownAccount
+from accounts.keys import EXPIRY_INDEX, AccountKeys, expiry_member
+from accounts.model import text
+
+SESSION_TTL_S = 86400  # a session's state outlives its last request by a day (retransmissions)
+
+
+def session_key(keys: AccountKeys, session_id: str) -> str:
+    return f"{keys.base}:sess:{session_id}"
+
+
+def records_key(keys: AccountKeys) -> str:  # sorted set: record JSON scored by its start
+    return f"{keys.base}:rec"
+
+
+def finals_key(keys: AccountKeys) -> str:  # set: sessions whose last grant was final
+    return f"{keys.base}:fin"
+
+
+def reservation_field(session_id: str, rating_group: int) -> str:
+    return f"{session_id}/{rating_group}"
+
+
+class OnlineStore:
+    """`online.lua` over an AccountStore's connection, scripts and account look-ups."""
+
+    def __init__(self, store):
+        self.store = store
+        self.r = store.r
+
+    def keys(self, account_id: str) -> tuple[AccountKeys, int]:
+        return self.store._lookup(account_id)
+
+    def call(self, account_id: str, session_id: str, request_number: int, params: dict,
+             *, now: int, index: list[tuple[str, int | None]] = ()) -> dict:
+        """Run one request; `index` lists (reservation field, expires_at or None to drop)
+        for the expiry index. Returns the script's answer (a dict with `code`)."""
+        keys, bcd = self.keys(account_id)
+        sk = session_key(keys, session_id)
+        params = dict(params, rec=records_key(keys), fin=finals_key(keys),
+                      ttl=str(SESSION_TTL_S), done_ttl=str(SESSION_TTL_S))
+        argv = [f"{session_id}/{request_number}", "", self.store._context(bcd, now),
+                json.dumps(params, separators=(",", ":"))]
+        script_keys = keys.script_keys("-")[:5] + [sk] + keys.parent_keys()
+        script = self.store.scripts.online
+        if not index:
+            reply = script(self.r, script_keys, argv)
+        else:
+            pipe = self.r.pipeline(transaction=False)
+            script(pipe, script_keys, argv)
+            for field, expires_at in index:
+                member = expiry_member(account_id, field)
+                if expires_at is None:
+                    pipe.zrem(EXPIRY_INDEX, member)
+                else:  # GT: an entry only ever moves later; the sweeper re-checks in Lua
+                    pipe.zadd(EXPIRY_INDEX, {member: expires_at}, gt=True)
+            reply = self.store.scripts.execute(pipe, self.r)[0]
+        answer = json.loads(text(reply[0]))
+        if "error" in answer:
+            cls = InvalidAmount if answer["error"] == "amount" else AccountError
+            raise cls(answer.get("field", "account_id"), f"{account_id}: {answer['message']}")
+        if answer.get("code") == "unknown":
+            self.store._meta.pop(account_id, None)
+            raise UnknownAccount("subscriber", f"no account {account_id!r}")
+        return answer
+
+    def account_facts(self, account_id: str) -> dict:
+        """What the node prices a new session with: status, subscriptions and their sha1."""
+        keys, bcd = self.keys(account_id)
+        status, subs = self.r.hmget(keys.account, "status", "subs")
+        if status is None:
+            raise UnknownAccount("subscriber", f"no account {account_id!r}")
+        return {"status": text(status), "subs": text(subs) if subs is not None else "[]",
+                "bcd": bcd}
+
+    def open_sessions_with_final_grant(self, account_id: str) -> list[str]:
+        keys, _ = self.keys(account_id)
+        return sorted(text(s) for s in self.r.smembers(finals_key(keys)))
+
+    def records(self, account_id: str, start: int, end: int) -> list[dict]:
+        """The rated records of sessions starting in [start, end) (UTC s), by start, then
+        cdr_id: what the bill run sums for the account's cycle."""
+        keys, _ = self.keys(account_id)
+        raw = self.r.zrangebyscore(records_key(keys), start, f"({end}")
+        out = [json.loads(text(x)) for x in raw]
+        out.sort(key=lambda rec: (int(rec["start"]), rec["cdr_id"]))
+        return out
