@@ -11,7 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rating import engine
-from rating.compiler import D_BASIS, D_SERVICE, E_USAGE_MAX
+from rating.compiler import (
+    D_BASIS,
+    D_SERVICE,
+    D_TIER_HI,
+    D_TIER_LO,
+    DT_FROM,
+    E_TIER_HI,
+    E_TIER_LO,
+    E_USAGE_MAX,
+    T_UPTO,
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,46 @@ def standing_of(compiled, rating: Rating, values: list[int]) -> Standing:
     """A Standing from the counter values read for `standing_keys` (in that order)."""
     names = _own_discounts(compiled, rating)
     return Standing(int(values[0]), tuple(zip(names, (int(v) for v in values[1:]), strict=True)))
+
+
+def standing_ranges(compiled, rating: Rating, standing: Standing, span: int
+                    ) -> list[tuple[int | None, int | None]]:
+    """For each of `standing_keys`, the accumulated values [lo, hi) (None: unbounded) that
+    price this request exactly as `standing` does, for at most `span` uncovered rated units:
+    a discount's whole tier; the tier accumulator's whole range when the entry has one price,
+    else the values that keep all `span` units inside the same tier (or the value itself).
+    The store accepts the node's prices when the real accumulators lie in these ranges, and
+    fixes the real values as the session's standing."""
+    e = rating.entry
+    lo_t, hi_t = int(compiled.entry_tab[e, E_TIER_LO]), int(compiled.entry_tab[e, E_TIER_HI])
+    s = standing.tier
+    if hi_t - lo_t <= 1:
+        out: list[tuple[int | None, int | None]] = [(None, None)]
+    else:
+        prev, tier_range = 0, (s, s + 1)
+        for t in range(lo_t, hi_t):
+            upto = int(compiled.tier_tab[t, T_UPTO])
+            last = t == hi_t - 1
+            if last or s < upto:
+                if last:
+                    tier_range = (prev, None)
+                elif s + span <= upto:
+                    tier_range = (prev, upto - span + 1)
+                break
+            prev = upto
+        out = [tier_range]
+    for name, basis in standing.discounts:
+        d = compiled.discount_id[name]
+        lo_d, hi_d = int(compiled.disc_tab[d, D_TIER_LO]), int(compiled.disc_tab[d, D_TIER_HI])
+        k = lo_d
+        for j in range(lo_d + 1, hi_d):
+            if int(compiled.dtier_tab[j, DT_FROM]) > basis:
+                break
+            k = j
+        lo = None if k == lo_d else int(compiled.dtier_tab[k, DT_FROM])
+        hi = None if k == hi_d - 1 else int(compiled.dtier_tab[k + 1, DT_FROM])
+        out.append((lo, hi))
+    return out
 
 
 def _own_discounts(compiled, rating: Rating) -> list[str]:

@@ -8,8 +8,9 @@
 --    subs_sha (expected sha1 of the account's subscriptions, kinds I and D), static (answers
 --    of rating groups the node decided alone, stored with the answer),
 --    rgs: [{rg, rsv (reservation field), new, seq (expected state version), rating (stored
---      when new), skeys/svals (counters and the values the node priced with, while no
---      standing is fixed), standing (fixed at the first commit), svc, dn (destination name),
+--      when new), skeys (the counters of the standing, sent at the first commit), srange
+--      (for each, the values [lo, hi) that price as the node did), snames (the discounts
+--      of skeys[2..]), svc, dn (destination name),
 --      drated (rated units this commit adds), used (units it reports), cv {[covered] = {tot,
 --      charge, discount, net, ctr}}, hdr (rated units of the hold), hunits (units granted),
 --      hv {["<covered>:<held>"] = money}, final (the grant is the last), code (4012: no grant),
@@ -65,13 +66,21 @@ for i, g in ipairs(P.rgs) do
     return stale('state', g.rg, {states = all, rgl = rgl})
   end
   if st.standing == nil and g.skeys ~= nil then
+    -- the first commit fixes the standing: the accumulators as they are now, provided they
+    -- price this request as the node did (each inside the range the node priced for)
     local vals = {}
-    local differ = false
+    local fits = true
     for j, k in ipairs(g.skeys) do
-      vals[j] = I(N(redis.call('HGET', K_CTR, k) or '0'))
-      if vals[j] ~= g.svals[j] then differ = true end
+      local x = N(redis.call('HGET', K_CTR, k) or '0')
+      vals[j] = I(x)
+      local lo, hi = g.srange[j][1], g.srange[j][2]
+      if (lo ~= '' and x < N(lo)) or (hi ~= '' and x >= N(hi)) then fits = false end
     end
-    if differ then return stale('standing', g.rg, {svals = vals}) end
+    if not fits then return stale('standing', g.rg, {svals = vals}) end
+    local disc = {}
+    for j, name in ipairs(g.snames or {}) do disc[j] = {name, vals[j + 1]} end
+    g.standing = {tier = vals[1], disc = disc}
+    g.svals = vals
   end
   states[i] = st
 end
@@ -230,6 +239,7 @@ for i, g in ipairs(P.rgs) do
   local code = N(g.code) ~= 0 and g.code or (active and '2001' or '4010')
   out[i] = {rg = g.rg, unit = g.unit, code = code, granted = I(nres and granted or 0), covered = I(c),
     held = I(held), charged = I(charged), final = g.final and true or false}
+  if v and g.standing and not st.standing then out[i].standing = g.standing; out[i].svals = g.svals end
 end
 local e = out_of_range(a_bal, 'charge', 'balance') or out_of_range(a_rsv, 'money', 'money held')
   or (pa and (out_of_range(p_bal, 'charge', "parent's balance")
