@@ -75,6 +75,21 @@ class OnlineStore:
             raise UnknownAccount("subscriber", f"no account {account_id!r}")
         return answer
 
+    def undo_event(self, account_id: str, session_id: str, request_number: int,
+                   rating_group: int, *, now: int) -> dict:
+        """Undo the direct debit of `session_id`'s rating group (undo_event.lua)."""
+        keys, bcd = self.keys(account_id)
+        params = {"sid": session_id, "req": str(request_number), "rg": str(rating_group),
+                  "rec": records_key(keys), "ttl": str(SESSION_TTL_S)}
+        argv = [f"{session_id}/{request_number}", "", self.store._context(bcd, now),
+                json.dumps(params, separators=(",", ":"))]
+        script_keys = keys.script_keys("-")[:5] + [session_key(keys, session_id)] + \
+            keys.parent_keys()
+        answer = json.loads(text(self.store.scripts.undo_event(self.r, script_keys, argv)[0]))
+        if answer.get("code") == "unknown":
+            raise UnknownAccount("subscriber", f"no account {account_id!r}")
+        return answer
+
     def account_facts(self, account_id: str) -> dict:
         """What the node prices a new session with: status, subscriptions and their sha1."""
         keys, bcd = self.keys(account_id)

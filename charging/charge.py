@@ -76,6 +76,8 @@ class Answer:
     error_message: str = ""
     account: str | None = None
     final_sessions: bool = False  # some rating group got a final grant
+    applied: bool = True  # False: a retransmission answered from the first answer
+    buckets: dict | None = None  # unit buckets this request used: {id: {rem, init, used}}
 
 
 class _Lru:
@@ -208,7 +210,9 @@ class Charger:
                 self._remember(account, req, kind, sess, ops, ans, after)
                 return self._answer(req, account, ans)
             if code == "replay":
-                return self._answer(req, account, json.loads(ans["answer"]))
+                first = self._answer(req, account, json.loads(ans["answer"]))
+                first.applied = False
+                return first
             if code == "old":
                 return Answer(OUT_OF_ORDER, account=account, error_message=(
                     f"request number {req.request_number} is below {ans['last']}, "
@@ -447,7 +451,7 @@ class Charger:
         result = _request_code(grants)
         return Answer(result, grants, charged, int(avail) if avail is not None else None,
                       "; ".join(m for m in msgs if m), account,
-                      any(g.final for g in grants))
+                      any(g.final for g in grants), buckets=ans.get("bk"))
 
     def _answer_static(self, req, account, static) -> Answer:
         grants = [Grant(int(s["rg"]), int(s["code"]), 0, s.get("unit", "events"))
@@ -485,19 +489,35 @@ class Charger:
         return Answer(_request_code(grants), grants, 0, None, "; ".join(msgs), account)
 
     def _refund(self, req: Request, account: str) -> Answer:
-        total = 0
-        grants = []
+        """Money back (`money` of a unit), or the session's direct debit of that rating group
+        undone (a unit without money)."""
+        total, grants, msgs = 0, [], []
         for u in req.units:
-            money = u.money or 0
-            if money > 0:
-                self.store.refund(account, money, op_id=(
+            unit = unit_of(self.catalog, u.service) if u.service else "events"
+            if u.money:
+                self.store.refund(account, u.money, op_id=(
                     f"refund:{req.session_id}/{u.rating_group}/{req.request_number}"),
                     reason=f"online refund {req.session_id}")
-                total -= money
-            grants.append(Grant(u.rating_group, SUCCESS, 0, unit_of(self.catalog, u.service),
-                                money=money))
+                total -= u.money
+                grants.append(Grant(u.rating_group, SUCCESS, 0, unit, money=u.money))
+                continue
+            self.round_trips += 1
+            ans = self.online.undo_event(account, req.session_id, req.request_number,
+                                         u.rating_group, now=self._now())
+            if ans["code"] == "replay":
+                ans = json.loads(ans["answer"])
+            if ans["code"] == "ok":
+                total -= int(ans["refunded"])
+                grants.append(Grant(u.rating_group, SUCCESS, 0, unit, money=int(ans["refunded"])))
+            elif ans["code"] == "already":
+                grants.append(Grant(u.rating_group, SUCCESS, 0, unit, money=0))
+                msgs.append(f"rating group {u.rating_group}: already refunded")
+            else:
+                grants.append(Grant(u.rating_group, UNKNOWN_SESSION, 0, unit))
+                msgs.append(f"rating group {u.rating_group}: session {req.session_id!r} has "
+                            "no direct debit to undo")
         avail = self.store.family_available(account, self._now())
-        return Answer(SUCCESS, grants, total, avail, "", account)
+        return Answer(_request_code(grants), grants, total, avail, "; ".join(msgs), account)
 
 
 def _request_code(grants: list[Grant]) -> int:

@@ -14,8 +14,8 @@ import redis
 
 from accounts.errors import AccountError
 from charging import charge as C
-from rating.money import MoneyError, format_money, parse_money
 from proto.ccs.v1 import charging_pb2, charging_pb2_grpc, common_pb2
+from rating.money import MoneyError, format_money, parse_money
 
 log = logging.getLogger("ccs.charging")
 
@@ -156,5 +156,14 @@ class ChargingService(charging_pb2_grpc.ChargingServicer):
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis unavailable: {exc}")
         if self.notifier is not None:
-            self.notifier.after_charge(req, ans)
+            self.notifier.after_charge(req, ans, self.charger._now())
         return to_response(request, ans, self.decimals)
+
+    def WatchNotifications(self, request, context):
+        from charging.notifications import watch
+
+        accounts = set(request.accounts)
+        for account in accounts:
+            if len(account) > MAX_TEXT:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "accounts: an id is too long")
+        yield from watch(self.charger.store.r, accounts, context.is_active)

@@ -232,6 +232,10 @@ for i, g in ipairs(P.rgs) do
     rec.charge = v.charge; rec.discount = v.discount; rec.net_charge = v.net
     d.cdr_id = rec.cdr_id
   end
+  if P.kind == 'D' and v then  -- what an event moved, so that a refund can undo it
+    nst.ev = {bal = d.balance or 0, bk = d.buckets, pbal = pd.balance or 0, pbk = pd.buckets,
+      ctr = v.ctr}
+  end
   writes[i] = {g = g, st = nst, res = nres, rec = rec, v = v}
   deltas[i] = d
   pdeltas[i] = pd
@@ -273,6 +277,18 @@ end
 if fin_add then redis.call('SADD', P.fin, P.sid) elseif fin_rem then redis.call('SREM', P.fin, P.sid) end
 local avail = family_available(available(a, list), lend())
 local answer = {code = 'ok', rgs = out, static = P.static}
+-- unit buckets this request used, for the bundle notifications (80% used, exhausted)
+local used_bk = {}
+for _, d in ipairs(deltas) do
+  for id, t in pairs(d.buckets or {}) do
+    local b = by_id[id]
+    if b and b.kind == 'units' and (t.remaining or 0) ~= 0 then
+      used_bk[id] = {rem = b.remaining, init = b.initial,
+        used = (used_bk[id] and used_bk[id].used or 0) - t.remaining}
+    end
+  end
+end
+if next(used_bk) then answer.bk = used_bk end
 if avail ~= nil then answer.available = I(avail) end
 local ans = enc(answer)
 redis.call('HSET', SK, 'last', I(req), 'a:' .. I(req), ans, 'kind', P.kind,

@@ -195,3 +195,25 @@ def test_direct_debit_and_check_balance(env):
     assert a.available == 10_000
     recs = env.online.records("alice", T0, T0 + 1)
     assert [(r["cdr_id"], r["net_charge"]) for r in recs] == [("e1/1", "90000")]
+
+
+def test_refund_undoes_a_direct_debit_or_gives_money_back(env):
+    account(env, money="1.00")
+    ev = [C.UnitRequest(1, "sms", MOBILE_SMS, 2, 0)]
+    assert env.node.charge(req("EVENT", "e1", 0, ev, action="DIRECT_DEBIT")).charged == 180_000
+    undo = [C.UnitRequest(1, "sms", MOBILE_SMS, None, 0)]
+    a = env.node.charge(req("EVENT", "e1", 1, undo, action="REFUND"))
+    assert (a.result_code, a.charged, a.available) == (2001, -180_000, EUR)
+    again = env.node.charge(req("EVENT", "e1", 1, undo, action="REFUND"))
+    assert (again.charged, balance(env)) == (-180_000, EUR)  # a retransmission: once
+    later = env.node.charge(req("EVENT", "e1", 2, undo, action="REFUND"))
+    assert (later.charged, "already refunded" in later.error_message) == (0, True)
+    assert env.node.charge(req("EVENT", "nope", 0, undo, action="REFUND")).result_code == 5002
+    money = [C.UnitRequest(1, "sms", "", None, 0, money=250_000)]
+    a = env.node.charge(req("EVENT", "r2", 0, money, action="REFUND"))
+    assert (a.charged, balance(env)) == (-250_000, 1_250_000)
+    recs = env.online.records("alice", T0, T0 + 1)
+    assert sorted((r["cdr_id"], r["net_charge"]) for r in recs) == [
+        ("e1/1", "180000"), ("e1/1/refund", "-180000")]
+    assert env.store.get_account("alice").counters == {"2026-11|tier|sms": 0}
+    assert audit(env.store.r) == []
