@@ -131,12 +131,14 @@ class Notification(_message.Message):
         BUNDLE_EXHAUSTED: _ClassVar[Notification.Kind]
         STATUS_CHANGED: _ClassVar[Notification.Kind]
         EXPIRED: _ClassVar[Notification.Kind]
+        REAUTHORIZE: _ClassVar[Notification.Kind]
     KIND_UNSPECIFIED: Notification.Kind
     BALANCE_LOW: Notification.Kind
     BUNDLE_THRESHOLD: Notification.Kind
     BUNDLE_EXHAUSTED: Notification.Kind
     STATUS_CHANGED: Notification.Kind
     EXPIRED: Notification.Kind
+    REAUTHORIZE: Notification.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
