@@ -2,7 +2,9 @@
 
 Checks balance, reserved, status, credit limit, each bucket's remaining and reserved, and the
 counters against the stored state, plus that reservations add up to what is held (for a
-parent: its own sessions' money and what its children's sessions hold on it).
+parent: its own sessions' money and what its children's sessions hold on it), and that the
+global index keys and the accounts agree: every account is named by its lookup key and its
+MSISDN keys, every lookup or MSISDN key names an account its claim wrote.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from dataclasses import dataclass
 
 import redis
 
-from accounts.keys import AccountKeys, lookup_key, parse_lookup
+from accounts.keys import (
+    ACCOUNTS_PATTERN,
+    AccountKeys,
+    index_names,
+    keys_of_account_hash,
+    lookup_key,
+    msisdn_key,
+    parse_lookup,
+    parse_msisdn,
+)
 from accounts.model import account_from_hashes, ledger_entry, pairs, reservation_from_json, text
 
 
@@ -59,11 +70,40 @@ def _all_account_ids(r: redis.Redis) -> list[str]:
     return sorted(text(k)[len("acct:") :] for k in r.scan_iter(match="acct:*", count=1000))
 
 
+def _index_findings(r: redis.Redis) -> list[AuditFinding]:
+    """What the per-account audit cannot see: an account hash that no lookup key names, and an
+    MSISDN key whose claim wrote no account or whose account does not list it."""
+    out = []
+    for raw_key in r.scan_iter(match=ACCOUNTS_PATTERN, count=1000, _type="hash"):
+        keys = keys_of_account_hash(text(raw_key))
+        if keys is None:
+            continue
+        raw = r.get(lookup_key(keys.account_id))
+        named = raw is not None and parse_lookup(keys.account_id, text(raw)).keys.base == keys.base
+        if not named:
+            out.append(AuditFinding(keys.account_id, "lookup", raw and text(raw),
+                                    "account without its lookup key"))
+    for raw_key in r.scan_iter(match="msisdn:*", count=1000):
+        key, raw = text(raw_key), r.get(raw_key)
+        if raw is None:
+            continue
+        keys, token = parse_msisdn(text(raw))
+        acct = pairs(r.hgetall(keys.account))
+        number = key[len("msisdn:"):]
+        msisdns = [m for m in acct.get("msisdns", "").split(",") if m]
+        if acct.get("claim") != token:
+            out.append(AuditFinding(keys.account_id, key, text(raw), "no account written by this claim"))
+        elif number not in index_names(keys.account_id, msisdns):
+            out.append(AuditFinding(keys.account_id, key, text(raw), "not one of the account's MSISDNs"))
+    return out
+
+
 def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
     raw = r.get(lookup_key(account_id))
     if raw is None:
         return [AuditFinding(account_id, "account", None, "no lookup key")]
-    keys, _ = parse_lookup(account_id, text(raw))
+    claim = parse_lookup(account_id, text(raw))
+    keys = claim.keys
     # one MULTI: the state, the ledger and the children's reservations are read at the same
     # instant; the children set is read first and again inside (retried if it grew between)
     kids = sorted(text(k) for k in r.smembers(keys.kids))
@@ -81,6 +121,9 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
         kids = sorted(text(k) for k in now_kids)
     if not acct:
         return [AuditFinding(account_id, "account", None, "lookup key without account")]
+    written_by = pairs(acct).get("claim")
+    if written_by != claim.token:
+        return [AuditFinding(account_id, "claim", written_by, claim.token)]
     stored = account_from_hashes(acct, bk, rsv, ctr)
     replayed = _replay([ledger_entry(i, f) for i, f in entries])
     if replayed is None:
@@ -116,6 +159,13 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
     for b in stored.buckets:
         held = sum(x.units.get(b.id, 0) for x in stored.reservations)
         check(f"reservations.units:{b.id}", b.reserved, held)
+    # the account's MSISDN keys (and its id's, when the id reads as one) name it
+    numbers = index_names(account_id, stored.msisdns)
+    for n, raw in zip(numbers, r.mget([msisdn_key(n) for n in numbers]) if numbers else [],
+                      strict=True):
+        owner = None if raw is None else parse_msisdn(text(raw))
+        if owner is None or owner[0].account_id != account_id or owner[1] != claim.token:
+            check(f"msisdn:{n}", owner and owner[0].account_id, account_id)
     return out
 
 
@@ -125,6 +175,8 @@ def audit(r: redis.Redis, account_ids=None) -> list[AuditFinding]:
     findings: list[AuditFinding] = []
     for account_id in ids:
         findings.extend(audit_account(r, account_id))
+    if account_ids is None:
+        findings.extend(_index_findings(r))
     return findings
 
 

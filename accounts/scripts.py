@@ -1,6 +1,7 @@
 """The Lua script registry: every ``accounts/lua/<verb>.lua`` loaded once and called by SHA.
 
 Each verb is ``_lib.lua`` followed by the verb's file (Redis scripts cannot share code);
+``lua/index/*.lua`` are one-key helpers of the global index keys, without the prelude.
 EVALSHA first, on NoScriptError (a restarted or flushed server) SCRIPT LOAD and retry once.
 """
 
@@ -47,6 +48,8 @@ class ScriptRegistry:
             if path.name.startswith("_"):
                 continue
             self.scripts[path.stem] = LuaScript(path.stem, lib + "\n" + path.read_text())
+        for path in sorted((lua_dir / "index").glob("*.lua")):
+            self.scripts[path.stem] = LuaScript(path.stem, path.read_text())
 
     def __getattr__(self, name: str) -> LuaScript:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from datetime import date
 
@@ -25,12 +26,16 @@ from accounts.errors import (
 from accounts.keys import (
     EXPIRY_INDEX,
     AccountKeys,
+    Claim,
     check_account_id,
     expiry_member,
+    index_names,
     lookup_key,
-    lookup_value,
+    msisdn_digits,
     msisdn_key,
+    msisdn_value,
     parse_lookup,
+    parse_msisdn,
 )
 from accounts.model import (
     STATUSES,
@@ -39,6 +44,7 @@ from accounts.model import (
     account_from_hashes,
     credit_limit_of,
     ledger_entry,
+    pairs,
     reservation_from_json,
     text,
 )
@@ -56,12 +62,21 @@ from accounts.validation import (
 from rating.cycles import cycle_bounds, cycle_dates, cycle_of, local_date, local_midnight_utc
 
 OP_TTL_S = 35 * 86400  # op ids are remembered this long (longer than any retry or redelivery)
+MAX_VALIDITY_S = 30 * 86400  # a reservation's validity: 1 s .. 30 days
+_TAKE_TRIES = 64  # rounds of taking one index key over while other creates keep taking it
+
+
+class _StaleMeta(AccountError):
+    """A script found another account than the cached lookup key named (re-created since)."""
+
+
 _ERRORS = {
     "unknown": UnknownAccount,
     "exists": AccountExists,
     "opid_conflict": OpIdConflict,
     "invalid_state": InvalidState,
     "amount": InvalidAmount,
+    "stale_meta": _StaleMeta,
 }
 _NUMERIC = {
     "covered", "granted_money", "available", "covered_units", "charged", "from_buckets",
@@ -80,29 +95,56 @@ class AccountStore:
         self.clock = clock
         self.grace_s = grace_s
         self.scripts = registry()
-        # account id -> (keys, bill_cycle_day): both fixed at creation, so cached per process
-        self._meta: dict[str, tuple[AccountKeys, int]] = {}
+        # account id -> its lookup key's claim (keys, bill-cycle day, token), cached per
+        # process; every script checks the token against the account's own (stale_meta)
+        self._meta: dict[str, Claim] = {}
 
     # --- plumbing -----------------------------------------------------------------------------
 
     def now(self) -> int:
         return int(self.clock())
 
-    def _lookup(self, account_id: str, field: str = "account_id") -> tuple[AccountKeys, int]:
-        meta = self._meta.get(account_id)
-        if meta is None:
+    def _claim(self, account_id: str, field: str = "account_id") -> Claim:
+        """The account's lookup key as this process last read it (cached: a script or a read
+        that finds another account drops it, see ``_call`` and ``_read``)."""
+        claim = self._meta.get(account_id)
+        if claim is None:
             check_account_id(account_id, field)
             raw = self.r.get(lookup_key(account_id))
             if raw is None:
                 raise UnknownAccount(field, f"no account {account_id!r}")
-            meta = self._meta[account_id] = parse_lookup(account_id, text(raw))
-        return meta
+            claim = self._meta[account_id] = parse_lookup(account_id, text(raw))
+        return claim
+
+    def _lookup(self, account_id: str, field: str = "account_id") -> tuple[AccountKeys, int]:
+        """(keys, bill-cycle day) of the account, from the cached lookup key."""
+        claim = self._claim(account_id, field)
+        return claim.keys, claim.bill_cycle_day
+
+    def _read(self, account_id: str, queue) -> list:
+        """Run ``queue(pipe, keys)`` (reads, the account hash first) in one MULTI and return
+        the replies. When the account hash is not the one the cached lookup key names (the
+        account was re-created since), the lookup key is read again and the reads retried
+        once; UnknownAccount when there is no account (or only a claim whose create never
+        wrote it)."""
+        for retry in (False, True):
+            cached = account_id in self._meta
+            claim = self._claim(account_id)
+            pipe = self.r.pipeline(transaction=True)
+            queue(pipe, claim.keys)
+            out = pipe.execute()
+            if pairs(out[0]).get("claim") == claim.token:
+                return out
+            self._meta.pop(account_id, None)
+            if retry or not cached:
+                break
+        raise UnknownAccount("account_id", f"no account {account_id!r}")
 
     def account_keys(self, account_id: str) -> AccountKeys:
         """The Redis keys of an account (UnknownAccount when there is none)."""
         return self._lookup(account_id)[0]
 
-    def _context(self, bcd: int, now: int) -> str:
+    def _context(self, bcd: int, now: int, claim: str = "") -> str:
         tz = self.catalog.timezone
         cycle = cycle_of(now, bcd, tz)
         cs, ce = cycle_bounds(cycle, bcd, tz)
@@ -110,7 +152,7 @@ class AccountStore:
         return json.dumps({
             "now": str(now), "today": local_date(now, tz).isoformat(), "cycle": cycle,
             "cs": str(cs), "ce": str(ce), "csd": csd.isoformat(), "ced": ced.isoformat(),
-            "ttl": str(OP_TTL_S),
+            "ttl": str(OP_TTL_S), "claim": claim,
         })  # fmt: skip
 
     @staticmethod
@@ -118,12 +160,12 @@ class AccountStore:
         blob = json.dumps([verb, account_id, content], sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(blob.encode()).hexdigest()[:24]
 
-    def _args(self, verb, account_id, op_id, params, content, bcd, now):
+    def _args(self, verb, account_id, op_id, params, content, claim: Claim, now):
         check_text(op_id, "op_id")
         return [
             op_id,
             self._fingerprint(verb, account_id, content),
-            self._context(bcd, now),
+            self._context(claim.bill_cycle_day, now, claim.token),
             json.dumps(params),
         ]
 
@@ -139,14 +181,32 @@ class AccountStore:
         index: tuple[str, str, int] | None = None,
     ) -> OpResult:
         """Run ``verb``; ``index`` = ("add"|"rem", session, score) also maintains the expiry
-        index in the same round trip (a pipeline); see ``_settle_index`` for "add"."""
-        keys, bcd = self._lookup(account_id)
+        index in the same round trip (a pipeline); see ``_settle_index`` for "add". A cached
+        lookup key that the script finds stale (or whose account it does not find) is read
+        again and the call retried once: the refused call wrote nothing."""
         now = self.now() if now is None else now
-        argv = self._args(verb, account_id, op_id, params, content, bcd, now)
+        for retry in (False, True):
+            cached = account_id in self._meta
+            try:
+                claim = self._claim(account_id)
+                return self._run(verb, account_id, op_id, params, content, claim, now, index)
+            except (_StaleMeta, UnknownAccount) as exc:
+                self._meta.pop(account_id, None)
+                if retry or not cached:
+                    if isinstance(exc, _StaleMeta):  # a lookup key whose create never wrote
+                        raise UnknownAccount("account_id", f"no account {account_id!r}") from None
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(self, verb, account_id, op_id, params, content, claim: Claim, now, index):
+        keys = claim.keys
+        argv = self._args(verb, account_id, op_id, params, content, claim, now)
         script = getattr(self.scripts, verb)
         script_keys = keys.script_keys(op_id)
         if verb in _FAMILY_VERBS:
             script_keys += keys.parent_keys()
+        if verb == "create":
+            script_keys.append(keys.fence(claim.token))
         if index is None:
             return self._result(account_id, op_id, script(self.r, script_keys, argv))
         pipe = self.r.pipeline(transaction=False)
@@ -276,12 +336,14 @@ class AccountStore:
                 "currency", f"{currency!r}: accounts are kept in {self.catalog.currency}"
             )
         check_bill_cycle_day(bill_cycle_day)
-        msisdns = check_msisdns(msisdns)
+        msisdns = check_msisdns(msisdns)  # E.164 digits (keys.msisdn_digits)
         root = account_id
         if parent is not None:
             if parent == account_id:
                 raise AccountError("parent", "an account cannot be its own parent")
-            root = self._lookup(parent, "parent")[0].root  # the family's slot: the root's tag
+            # the family's slot is the root's tag, from the parent's lookup key as it is now
+            self._meta.pop(parent, None)
+            root = self._claim(parent, "parent").keys.root
         now = self.now()
         if isinstance(offers, str):
             offers = (offers,)
@@ -292,68 +354,138 @@ class AccountStore:
             raise InvalidState("offers", "an offer is listed twice")
         op_id = op_id or f"create:{account_id}"
         check_text(op_id, "op_id")
+        params = {
+            "id": account_id,
+            "currency": self.catalog.currency,
+            "cl": cl,
+            "bcd": str(bill_cycle_day),
+            "msisdns": list(msisdns),
+            "subs": subs,
+        }
+        if parent is not None:
+            params["parent"] = parent
+        content = [cl, bill_cycle_day, parent, list(msisdns), sorted(offers)]
 
-        # Global indexes first (other slots): a taken id or MSISDN is refused before the
-        # account is written; what this call set is removed again if the create fails.
-        taken: list[str] = []
-        value = lookup_value(root, bill_cycle_day, parent)
-        if self.r.set(lookup_key(account_id), value, nx=True):
-            taken.append(lookup_key(account_id))
-        elif text(self.r.get(lookup_key(account_id))) != value:
-            raise AccountExists("account_id", f"account {account_id!r} already exists")
+        # The global index keys (other slots) are claims, taken before the account is written:
+        # a taken id or MSISDN is refused first; a claim whose create never wrote its account
+        # is taken over (fenced first, so that create can no longer write); this request's own
+        # earlier claim (same op id, an interrupted call) is continued.
+        self._meta.pop(account_id, None)
+        token = secrets.token_hex(8)
+        mine = Claim(AccountKeys(account_id, root, parent), bill_cycle_day, token, op_id)
+        claim, taken = self._take_id(mine)
+        held = [(lookup_key(account_id), claim.value)] if taken else []
         try:
-            for m in msisdns:
-                if self.r.set(msisdn_key(m), account_id, nx=True):
-                    taken.append(msisdn_key(m))
-                elif text(self.r.get(msisdn_key(m))) != account_id:
-                    raise AccountExists("msisdns", f"MSISDN {m} belongs to another account")
-            params = {
-                "id": account_id,
-                "currency": self.catalog.currency,
-                "cl": cl,
-                "bcd": str(bill_cycle_day),
-                "msisdns": list(msisdns),
-                "subs": subs,
-            }
-            if parent is not None:
-                params["parent"] = parent
-            content = [cl, bill_cycle_day, parent, list(msisdns), sorted(offers)]
-            result = self._call("create", account_id, op_id, params, content, now=now)
-        except BaseException:
-            if taken:
-                self.r.delete(*taken)
-            self._meta.pop(account_id, None)
+            self._take_msisdns(claim, index_names(account_id, msisdns), held)
+            return self._run("create", account_id, op_id, params, content, claim, now, None)
+        except AccountError:
+            # refused: the script wrote nothing; give back what this call claimed (only where
+            # the key still holds this call's value). A lost connection keeps the claims: the
+            # script may have run, and a retry (or another create) continues from them.
+            for key, value in held:
+                self.scripts.drop(self.r, [key], [value])
             raise
-        return result
+
+    def _take(self, key: str, value: str, is_mine, holder, refusal: AccountExists) -> bool:
+        """Claim index key ``key`` for ``value``: SET NX, else keep a value ``is_mine`` accepts,
+        else take it over from a ``holder(value) -> (keys, token)`` whose account was never
+        written (fence it, then swap). Returns whether this call set the key; raises
+        ``refusal`` when the key belongs to a written account."""
+        for _ in range(_TAKE_TRIES):
+            if self.r.set(key, value, nx=True):
+                return True
+            raw = self.r.get(key)
+            if raw is None:
+                continue
+            current = text(raw)
+            if is_mine(current):
+                return False
+            keys, token = holder(current)
+            fence = [keys.account, keys.fence(token)]
+            if self.scripts.fence(self.r, fence, [token, OP_TTL_S]) == 1:
+                raise refusal
+            if self.scripts.swap(self.r, [key], [current, value]) == 1:
+                return True
+        raise refusal
+
+    def _take_id(self, mine: Claim) -> tuple[Claim, bool]:
+        """The account id's lookup key for ``mine``, or this request's earlier claim of it:
+        (the claim held, whether this call set it)."""
+        account_id = mine.keys.account_id
+        held = []
+
+        def is_mine(value: str) -> bool:
+            c = parse_lookup(account_id, value)
+            held.append(c)
+            return c.same_request(mine)
+
+        def holder(value: str):
+            c = parse_lookup(account_id, value)
+            return c.keys, c.token
+
+        refusal = AccountExists("account_id", f"account {account_id!r} already exists")
+        if self._take(lookup_key(account_id), mine.value, is_mine, holder, refusal):
+            return mine, True
+        return held[-1], False
+
+    def _take_msisdns(self, claim: Claim, numbers, held: list) -> None:
+        """Claim each MSISDN key for ``claim`` (one round trip when all are free), adding the
+        (key, value) pairs this call set to ``held``."""
+        account_id = claim.keys.account_id
+        value = msisdn_value(claim.keys, claim.token)
+        pipe = self.r.pipeline(transaction=False)
+        for n in numbers:
+            pipe.set(msisdn_key(n), value, nx=True)
+        busy = []
+        for n, ok in zip(numbers, pipe.execute(), strict=True):
+            if ok:
+                held.append((msisdn_key(n), value))
+            else:
+                busy.append(n)
+
+        def holder(current: str):
+            keys, token = parse_msisdn(current)
+            # another create of this same account: only the create holding the account's
+            # lookup key may take its claims (the others were fenced when they lost the id)
+            if keys.account_id == account_id and text(self.r.get(lookup_key(account_id))) != (
+                claim.value
+            ):
+                raise AccountExists(
+                    "account_id", f"account {account_id!r} is being created by another request"
+                )
+            return keys, token
+
+        own = msisdn_digits(account_id)
+        for n in busy:
+            if n == own:
+                refusal = AccountExists("account_id", f"{account_id!r} is another account's MSISDN")
+            else:
+                refusal = AccountExists("msisdns", f"MSISDN {n} belongs to another account")
+            if self._take(msisdn_key(n), value, value.__eq__, holder, refusal):
+                held.append((msisdn_key(n), value))
 
     def get_account(self, account_id: str) -> Account:
-        keys, _ = self._lookup(account_id)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hgetall(keys.account)
-        pipe.hgetall(keys.buckets)
-        pipe.hgetall(keys.reservations)
-        pipe.hgetall(keys.counters)
-        acct, buckets, rsv, ctr = pipe.execute()
-        if not acct:
-            raise UnknownAccount("account_id", f"no account {account_id!r}")
-        return account_from_hashes(acct, buckets, rsv, ctr)
+        def queue(pipe, keys):
+            for key in (keys.account, keys.buckets, keys.reservations, keys.counters):
+                pipe.hgetall(key)
+
+        return account_from_hashes(*self._read(account_id, queue))
 
     def family_available(self, account_id: str, now: int | None = None) -> int | None:
         """What a reserve or debit of the account may take now: its own available plus, for a
         child, what its parent lends (the parent's available, at least 0, when the parent is
         active); None = unlimited. Read at one instant (MULTI)."""
-        keys = self.account_keys(account_id)
         now = self.now() if now is None else int(now)
-        family = [keys] + ([AccountKeys(keys.parent, keys.root)] if keys.parent else [])
-        pipe = self.r.pipeline(transaction=True)
-        for k in family:
-            pipe.hgetall(k.account)
-            pipe.hgetall(k.buckets)
-        flat = pipe.execute()
-        if not flat[0]:
-            raise UnknownAccount("account_id", f"no account {account_id!r}")
+
+        def queue(pipe, keys):
+            family = [keys] + ([AccountKeys(keys.parent, keys.root)] if keys.parent else [])
+            for k in family:
+                pipe.hgetall(k.account)
+                pipe.hgetall(k.buckets)
+
+        flat = self._read(account_id, queue)
         own = account_from_hashes(flat[0], flat[1], {}, {}).available(now)
-        if keys.parent is None or own is None or not flat[2]:
+        if len(flat) < 4 or own is None or not flat[2]:
             return own
         parent = account_from_hashes(flat[2], flat[3], {}, {})
         if parent.status != "active":
@@ -362,16 +494,36 @@ class AccountStore:
         return None if lend is None else own + max(lend, 0)
 
     def resolve(self, subscriber: str) -> str:
-        """An account id or an MSISDN -> the account id (UnknownAccount when neither)."""
+        """An account id or an MSISDN (``+`` optional, keys.msisdn_digits) -> the account id;
+        UnknownAccount when neither names an account that was written. One name never names
+        two accounts (an id that reads as an MSISDN claims that MSISDN too); were it to, the
+        id would win."""
         check_text(subscriber, "subscriber")
-        pipe = self.r.pipeline(transaction=False)
-        pipe.exists(lookup_key(subscriber))
-        pipe.get(msisdn_key(subscriber))
-        is_id, owner = pipe.execute()
-        if is_id:
-            return subscriber
-        if owner is not None:
-            return text(owner)
+        names = []
+        try:
+            names.append((check_account_id(subscriber), lookup_key(subscriber)))
+        except AccountError:
+            pass
+        number = msisdn_digits(subscriber)
+        if number is not None:
+            names.append((None, msisdn_key(number)))
+        found = []  # (account id, keys, token), the id first
+        for (account_id, _), raw in zip(names, self.r.mget([k for _, k in names]), strict=True):
+            if raw is None:
+                continue
+            if account_id is not None:
+                claim = parse_lookup(account_id, text(raw))
+                found.append((account_id, claim.keys, claim.token))
+            else:
+                keys, token = parse_msisdn(text(raw))
+                found.append((keys.account_id, keys, token))
+        if found:
+            pipe = self.r.pipeline(transaction=False)
+            for _, keys, _ in found:
+                pipe.hget(keys.account, "claim")
+            for (account_id, _, token), claim in zip(found, pipe.execute(), strict=True):
+                if claim is not None and text(claim) == token:
+                    return account_id
         raise UnknownAccount("subscriber", f"no account or MSISDN {subscriber!r}")
 
     # --- money --------------------------------------------------------------------------------
@@ -443,6 +595,8 @@ class AccountStore:
         if expected_covered is not None:
             check_amount(expected_covered, "expected_covered")
         check_positive_int(validity_s, "validity_s")
+        if validity_s > MAX_VALIDITY_S:
+            raise AccountError("validity_s", f"at most {MAX_VALIDITY_S} s (30 days), got {validity_s}")
         check_text(service, "service", optional=True)
         check_text(destination, "destination", optional=True)
         now = self.now()

@@ -3,8 +3,10 @@
 --   5 ledger stream, 6 op-id key; for a child account, the family-aware verbs (create,
 --   reserve, commit, release, debit) also get its parent's 7 account hash, 8 buckets hash,
 --   9 ledger stream, 10 children set (same slot: the family shares the root's hash tag).
+--   `create` adds its fence key last (KEYS 7, or 11 for a child).
 -- ARGV (all verbs): 1 op id, 2 request fingerprint, 3 context JSON {now, today, cycle, cs, ce,
---   csd, ced, ttl} (cycle bounds in UTC s and local dates), 4 verb parameters JSON.
+--   csd, ced, ttl, claim} (cycle bounds in UTC s and local dates; claim: the token of the
+--   lookup key the caller read, checked against the account's own), 4 verb parameters JSON.
 -- Every verb returns {answer JSON, applied 0|1, account flat, buckets flat, reservations flat,
 --   counters flat}; an error returns {answer JSON with "error", 0} and writes nothing.
 -- Integers travel as decimal strings in JSON: cjson prints only 14 significant digits.
@@ -17,7 +19,7 @@ local NOW = tonumber(CTX.now)
 -- an account's keys as used by the helpers below: this account, and its parent if any
 local SELF = {acct = K_ACCT, bk = K_BK, led = K_LED}
 local PAR = nil
-if KEYS[7] then PAR = {acct = KEYS[7], bk = KEYS[8], led = KEYS[9], kids = KEYS[10]} end
+if #KEYS >= 10 then PAR = {acct = KEYS[7], bk = KEYS[8], led = KEYS[9], kids = KEYS[10]} end
 
 local function I(x) return string.format('%d', x) end
 local function N(x)
@@ -80,6 +82,19 @@ end
 
 local function unknown()
   return err('unknown', 'account_id', 'no such account')
+end
+
+-- this account, or nil and the error to return: "unknown" when it does not exist, "stale_meta"
+-- when it is not the one the caller's lookup key named (its root, parent and bill-cycle day
+-- came from a lookup key of another claim: the account was re-created since; the store
+-- reloads the lookup key and retries)
+local function open_acct()
+  local a = load_acct()
+  if not a then return nil, unknown() end
+  if a.claim ~= CTX.claim then
+    return nil, err('stale_meta', 'account_id', 'the account was re-created since its lookup key was read')
+  end
+  return a
 end
 
 local function dec_bucket(id, raw)
@@ -276,8 +291,8 @@ end
 -- adjust and refund: move the main balance by a signed `amount` (no credit check), with a
 -- ledger entry `verb`; refused on a terminated account or beyond the exact range
 local function move_balance(verb, amount, reason)
-  local a = load_acct()
-  if not a then return unknown() end
+  local a, e = open_acct()
+  if not a then return e end
   if a.status == 'terminated' then return err('invalid_state', 'account_id', 'account is terminated') end
   local bal = N(a.bal) + amount
   if bal > MAXI or bal < -MAXI then
@@ -306,6 +321,19 @@ end
 -- a parent's ledger entry for a child's operation, when the parent's state changed
 local function parent_ledger(verb, pd)
   if pd.balance ~= nil or pd.reserved ~= nil or pd.buckets ~= nil then ledger(verb, pd, PAR) end
+end
+
+-- an "amount" error naming the first counter that `counters` would take out of -(2^53 - 1) ..
+-- 2^53 - 1 (HINCRBY itself would fail only past int64, after other writes); nil when all fit
+local function counters_out_of_range(counters)
+  for k, v in pairs(counters or {}) do
+    local n = N(v)
+    if n ~= 0 then
+      local e = out_of_range(N(redis.call('HGET', K_CTR, k) or 0) + n, 'counters[' .. k .. ']', 'counter')
+      if e then return e end
+    end
+  end
+  return nil
 end
 
 local function add_counters(counters, d)

@@ -5,8 +5,8 @@
 -- Returns: answer code "ok" {previous}; errors "unknown", "invalid_state" (terminated).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 if a.status == 'terminated' then return err('invalid_state', 'account_id', 'account is terminated') end
 local previous = a.cl
 if P.cl ~= previous then

@@ -10,12 +10,13 @@
 -- (a parent that is no longer active: up to what this session held on it); what neither
 -- covers stays on the child. Works on any status (the grant was given).
 -- Returns: answer code "ok" {covered_units, charged, from_buckets, released_money,
---   from_parent (child)}; errors "unknown", "amount" (field charge: the balance of the
---   account or its parent would pass -(2^53 - 1); nothing is written).
+--   from_parent (child)}; errors "unknown", "stale_meta", "amount" (field charge: the balance
+--   of the account or its parent would pass -(2^53 - 1); field counters[<key>]: a counter
+--   would leave -(2^53 - 1) .. 2^53 - 1; nothing is written).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 local pa, plist = load_parent()
 local units, charge = N(P.units), N(P.charge)
 local raw = redis.call('HGET', K_RSV, P.session)
@@ -45,6 +46,7 @@ end
 local mine, theirs = split(charge, own, lend)
 local e = out_of_range(balance_after(a, load_buckets(), mine), 'charge', 'balance')
   or (theirs ~= 0 and out_of_range(balance_after(pa, plist, theirs), 'charge', "parent's balance"))
+  or counters_out_of_range(P.counters)
 if e then return e end
 grant_cycle(a)
 local list, by_id = load_buckets()

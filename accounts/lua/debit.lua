@@ -8,12 +8,13 @@
 -- whatever the balance.
 -- Returns: answer code "ok" {covered_units, charged, from_buckets, available?,
 --   from_parent (child)}; "stale" {covered}; "no_credit" {available, covered}; "suspended";
---   errors "unknown", "amount" (field charge: the balance of the account or its parent would
---   pass -(2^53 - 1), possible only where credit is unlimited).
+--   errors "unknown", "stale_meta", "amount" (field charge: the balance of the account or its
+--   parent would pass -(2^53 - 1), possible only where credit is unlimited; field
+--   counters[<key>]: a counter would leave -(2^53 - 1) .. 2^53 - 1).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
 local units, charge = N(P.units), N(P.charge)
 -- the money figures before anything is written (the grant adds unit buckets only)
@@ -22,6 +23,7 @@ local pa, plist, avail, denied, mine, theirs = credit_check(a, list, charge)
 if not denied then
   local e = out_of_range(balance_after(a, list, mine), 'charge', 'balance')
     or (theirs ~= 0 and out_of_range(balance_after(pa, plist, theirs), 'charge', "parent's balance"))
+    or counters_out_of_range(P.counters)
   if e then return e end
 end
 grant_cycle(a)

@@ -8,8 +8,8 @@
 --   {expires_at} (not recorded under the op id); error "unknown".
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 local raw = redis.call('HGET', K_RSV, P.session)
 if not raw then return finish('ok', {found = false, released_money = 0, released_units = 0}) end
 local res = cjson.decode(raw)

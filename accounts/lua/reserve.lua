@@ -13,8 +13,8 @@
 --   (field money: the money held by the account or its parent would pass 2^53 - 1).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 if a.status ~= 'active' then return finish('suspended', {status = a.status}) end
 local units, money = N(P.units), N(P.money)
 -- the money figures first (the grant below adds unit buckets only, so they do not change):

@@ -5,8 +5,8 @@
 --   terminated).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 if a.status == 'terminated' and P.status ~= 'terminated' then
   return err('invalid_state', 'status', 'a terminated account cannot become ' .. P.status)
 end

@@ -5,8 +5,8 @@
 --   base offer or the same offer overlapping).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 if a.status == 'terminated' then return err('invalid_state', 'account_id', 'account is terminated') end
 local c = sub_conflict(a, P.sub)
 if c then return c end

@@ -7,8 +7,8 @@
 --   "invalid_state" (terminated), "amount" (balance would pass 2^53 - 1).
 local r = replay()
 if r then return r end
-local a = load_acct()
-if not a then return unknown() end
+local a, e = open_acct()
+if not a then return e end
 if a.status == 'terminated' then return err('invalid_state', 'account_id', 'account is terminated') end
 local amount = N(P.amount)
 local bal = N(a.bal) + amount
