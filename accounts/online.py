@@ -46,49 +46,55 @@ class OnlineStore:
              *, now: int, index: list[tuple[str, int | None]] = ()) -> dict:
         """Run one request; `index` lists (reservation field, expires_at or None to drop)
         for the expiry index. Returns the script's answer (a dict with `code`)."""
-        keys, bcd = self.keys(account_id)
-        sk = session_key(keys, session_id)
-        params = dict(params, rec=records_key(keys), fin=finals_key(keys),
-                      ttl=str(SESSION_TTL_S), done_ttl=str(SESSION_TTL_S))
-        argv = [f"{session_id}/{request_number}", "", self.store._context(bcd, now),
-                json.dumps(params, separators=(",", ":"))]
-        script_keys = keys.script_keys("-")[:5] + [sk] + keys.parent_keys()
-        script = self.store.scripts.online
-        if not index:
-            reply = script(self.r, script_keys, argv)
-        else:
-            pipe = self.r.pipeline(transaction=False)
-            script(pipe, script_keys, argv)
-            for field, expires_at in index:
-                member = expiry_member(account_id, field)
-                if expires_at is None:
-                    pipe.zrem(EXPIRY_INDEX, member)
-                else:  # GT: an entry only ever moves later; the sweeper re-checks in Lua
-                    pipe.zadd(EXPIRY_INDEX, {member: expires_at}, gt=True)
-            reply = self.store.scripts.execute(pipe, self.r)[0]
-        answer = json.loads(text(reply[0]))
-        if "error" in answer:
-            cls = InvalidAmount if answer["error"] == "amount" else AccountError
-            raise cls(answer.get("field", "account_id"), f"{account_id}: {answer['message']}")
-        if answer.get("code") == "unknown":
-            self.store._meta.pop(account_id, None)
-            raise UnknownAccount("subscriber", f"no account {account_id!r}")
-        return answer
+        params = dict(params, ttl=str(SESSION_TTL_S), done_ttl=str(SESSION_TTL_S))
+        return self._run("online", account_id, session_id, request_number, params, now, index)
+
+    def _run(self, verb, account_id, session_id, request_number, params, now, index=()):
+        """Call `verb` with the account's cached lookup claim; a stale one (the account was
+        re-created since) is read again and the call retried once (the refused call wrote
+        nothing)."""
+        for retry in (False, True):
+            cached = account_id in self.store._meta
+            claim = self.store._claim(account_id, "subscriber")
+            keys = claim.keys
+            p = dict(params, rec=records_key(keys), fin=finals_key(keys))
+            argv = [f"{session_id}/{request_number}", "",
+                    self.store._context(claim.bill_cycle_day, now, claim.token),
+                    json.dumps(p, separators=(",", ":"))]
+            script_keys = keys.script_keys("-")[:5] + [session_key(keys, session_id)] + \
+                keys.parent_keys()
+            script = getattr(self.store.scripts, verb)
+            if not index:
+                reply = script(self.r, script_keys, argv)
+            else:
+                pipe = self.r.pipeline(transaction=False)
+                script(pipe, script_keys, argv)
+                for field, expires_at in index:
+                    member = expiry_member(account_id, field)
+                    if expires_at is None:
+                        pipe.zrem(EXPIRY_INDEX, member)
+                    else:  # GT: an entry only moves later; the sweeper re-checks in Lua
+                        pipe.zadd(EXPIRY_INDEX, {member: expires_at}, gt=True)
+                reply = self.store.scripts.execute(pipe, self.r)[0]
+            answer = json.loads(text(reply[0]))
+            err = answer.get("error")
+            if err in ("stale_meta", "unknown"):
+                self.store._meta.pop(account_id, None)
+                if retry or not cached:
+                    raise UnknownAccount("subscriber", f"no account {account_id!r}")
+                continue
+            if err is not None:
+                cls = InvalidAmount if err == "amount" else AccountError
+                raise cls(answer.get("field", "account_id"), f"{account_id}: {answer['message']}")
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def undo_event(self, account_id: str, session_id: str, request_number: int,
                    rating_group: int, *, now: int) -> dict:
         """Undo the direct debit of `session_id`'s rating group (undo_event.lua)."""
-        keys, bcd = self.keys(account_id)
         params = {"sid": session_id, "req": str(request_number), "rg": str(rating_group),
-                  "rec": records_key(keys), "ttl": str(SESSION_TTL_S)}
-        argv = [f"{session_id}/{request_number}", "", self.store._context(bcd, now),
-                json.dumps(params, separators=(",", ":"))]
-        script_keys = keys.script_keys("-")[:5] + [session_key(keys, session_id)] + \
-            keys.parent_keys()
-        answer = json.loads(text(self.store.scripts.undo_event(self.r, script_keys, argv)[0]))
-        if answer.get("code") == "unknown":
-            raise UnknownAccount("subscriber", f"no account {account_id!r}")
-        return answer
+                  "ttl": str(SESSION_TTL_S)}
+        return self._run("undo_event", account_id, session_id, request_number, params, now)
 
     def account_facts(self, account_id: str) -> dict:
         """What the node prices a new session with: status, subscriptions and their sha1."""

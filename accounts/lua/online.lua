@@ -21,8 +21,8 @@
 -- Returns one JSON answer: code "ok" {rgs [{rg, code, granted, covered, held, charged,
 --   final}], available}; "replay" {answer}; "old" {last}; "no_session"; "stale" {rg, what,
 --   ...facts}; "short" {rg, available, free}; "suspended" {status}; errors "unknown", "amount".
-local a = load_acct()
-if not a then return {cjson.encode({code = 'unknown'})} end
+local a, e0 = open_acct()  -- unknown, or stale_meta: the node's lookup key is outdated
+if not a then return {e0[1]} end
 local SK = KEYS[6]
 local req = N(P.req)
 local last = redis.call('HGET', SK, 'last')

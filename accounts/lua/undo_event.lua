@@ -6,8 +6,8 @@
 --   rg, rec (records sorted set), ttl}.
 -- Returns one JSON answer: "ok" {refunded (micro-units), available?}; "replay" {answer};
 --   "no_event" (the session has no such debit); "already" (undone before); "unknown".
-local a = load_acct()
-if not a then return {cjson.encode({code = 'unknown'})} end
+local a, e0 = open_acct()  -- unknown, or stale_meta: the node's lookup key is outdated
+if not a then return {e0[1]} end
 local SK = KEYS[6]
 local req = N(P.req)
 local ans = redis.call('HGET', SK, 'a:' .. I(req))
