@@ -14,6 +14,7 @@ from datetime import date
 
 import redis
 
+from accounts import claims
 from accounts.errors import (
     AccountError,
     AccountExists,
@@ -31,11 +32,7 @@ from accounts.keys import (
     expiry_member,
     index_names,
     lookup_key,
-    msisdn_digits,
-    msisdn_key,
-    msisdn_value,
     parse_lookup,
-    parse_msisdn,
 )
 from accounts.model import (
     STATUSES,
@@ -63,7 +60,6 @@ from rating.cycles import cycle_bounds, cycle_dates, cycle_of, local_date, local
 
 OP_TTL_S = 35 * 86400  # op ids are remembered this long (longer than any retry or redelivery)
 MAX_VALIDITY_S = 30 * 86400  # a reservation's validity: 1 s .. 30 days
-_TAKE_TRIES = 64  # rounds of taking one index key over while other creates keep taking it
 
 
 class _StaleMeta(AccountError):
@@ -373,96 +369,17 @@ class AccountStore:
         self._meta.pop(account_id, None)
         token = secrets.token_hex(8)
         mine = Claim(AccountKeys(account_id, root, parent), bill_cycle_day, token, op_id)
-        claim, taken = self._take_id(mine)
+        claim, taken = claims.take_id(self.r, self.scripts, mine)
         held = [(lookup_key(account_id), claim.value)] if taken else []
         try:
-            self._take_msisdns(claim, index_names(account_id, msisdns), held)
+            claims.take_msisdns(self.r, self.scripts, claim, index_names(account_id, msisdns), held)
             return self._run("create", account_id, op_id, params, content, claim, now, None)
         except AccountError:
             # refused: the script wrote nothing; give back what this call claimed (only where
             # the key still holds this call's value). A lost connection keeps the claims: the
             # script may have run, and a retry (or another create) continues from them.
-            for key, value in held:
-                self.scripts.drop(self.r, [key], [value])
+            claims.give_back(self.r, self.scripts, held)
             raise
-
-    def _take(self, key: str, value: str, is_mine, holder, refusal: AccountExists) -> bool:
-        """Claim index key ``key`` for ``value``: SET NX, else keep a value ``is_mine`` accepts,
-        else take it over from a ``holder(value) -> (keys, token)`` whose account was never
-        written (fence it, then swap). Returns whether this call set the key; raises
-        ``refusal`` when the key belongs to a written account."""
-        for _ in range(_TAKE_TRIES):
-            if self.r.set(key, value, nx=True):
-                return True
-            raw = self.r.get(key)
-            if raw is None:
-                continue
-            current = text(raw)
-            if is_mine(current):
-                return False
-            keys, token = holder(current)
-            fence = [keys.account, keys.fence(token)]
-            if self.scripts.fence(self.r, fence, [token, OP_TTL_S]) == 1:
-                raise refusal
-            if self.scripts.swap(self.r, [key], [current, value]) == 1:
-                return True
-        raise refusal
-
-    def _take_id(self, mine: Claim) -> tuple[Claim, bool]:
-        """The account id's lookup key for ``mine``, or this request's earlier claim of it:
-        (the claim held, whether this call set it)."""
-        account_id = mine.keys.account_id
-        held = []
-
-        def is_mine(value: str) -> bool:
-            c = parse_lookup(account_id, value)
-            held.append(c)
-            return c.same_request(mine)
-
-        def holder(value: str):
-            c = parse_lookup(account_id, value)
-            return c.keys, c.token
-
-        refusal = AccountExists("account_id", f"account {account_id!r} already exists")
-        if self._take(lookup_key(account_id), mine.value, is_mine, holder, refusal):
-            return mine, True
-        return held[-1], False
-
-    def _take_msisdns(self, claim: Claim, numbers, held: list) -> None:
-        """Claim each MSISDN key for ``claim`` (one round trip when all are free), adding the
-        (key, value) pairs this call set to ``held``."""
-        account_id = claim.keys.account_id
-        value = msisdn_value(claim.keys, claim.token)
-        pipe = self.r.pipeline(transaction=False)
-        for n in numbers:
-            pipe.set(msisdn_key(n), value, nx=True)
-        busy = []
-        for n, ok in zip(numbers, pipe.execute(), strict=True):
-            if ok:
-                held.append((msisdn_key(n), value))
-            else:
-                busy.append(n)
-
-        def holder(current: str):
-            keys, token = parse_msisdn(current)
-            # another create of this same account: only the create holding the account's
-            # lookup key may take its claims (the others were fenced when they lost the id)
-            if keys.account_id == account_id and text(self.r.get(lookup_key(account_id))) != (
-                claim.value
-            ):
-                raise AccountExists(
-                    "account_id", f"account {account_id!r} is being created by another request"
-                )
-            return keys, token
-
-        own = msisdn_digits(account_id)
-        for n in busy:
-            if n == own:
-                refusal = AccountExists("account_id", f"{account_id!r} is another account's MSISDN")
-            else:
-                refusal = AccountExists("msisdns", f"MSISDN {n} belongs to another account")
-            if self._take(msisdn_key(n), value, value.__eq__, holder, refusal):
-                held.append((msisdn_key(n), value))
 
     def get_account(self, account_id: str) -> Account:
         def queue(pipe, keys):
@@ -499,32 +416,10 @@ class AccountStore:
         two accounts (an id that reads as an MSISDN claims that MSISDN too); were it to, the
         id would win."""
         check_text(subscriber, "subscriber")
-        names = []
-        try:
-            names.append((check_account_id(subscriber), lookup_key(subscriber)))
-        except AccountError:
-            pass
-        number = msisdn_digits(subscriber)
-        if number is not None:
-            names.append((None, msisdn_key(number)))
-        found = []  # (account id, keys, token), the id first
-        for (account_id, _), raw in zip(names, self.r.mget([k for _, k in names]), strict=True):
-            if raw is None:
-                continue
-            if account_id is not None:
-                claim = parse_lookup(account_id, text(raw))
-                found.append((account_id, claim.keys, claim.token))
-            else:
-                keys, token = parse_msisdn(text(raw))
-                found.append((keys.account_id, keys, token))
-        if found:
-            pipe = self.r.pipeline(transaction=False)
-            for _, keys, _ in found:
-                pipe.hget(keys.account, "claim")
-            for (account_id, _, token), claim in zip(found, pipe.execute(), strict=True):
-                if claim is not None and text(claim) == token:
-                    return account_id
-        raise UnknownAccount("subscriber", f"no account or MSISDN {subscriber!r}")
+        owner = claims.written_owner(self.r, subscriber)
+        if owner is None:
+            raise UnknownAccount("subscriber", f"no account or MSISDN {subscriber!r}")
+        return owner
 
     # --- money --------------------------------------------------------------------------------
 
