@@ -77,10 +77,13 @@ class Claim:
 
 
 def parse_lookup(account_id: str, value: str) -> Claim:
-    """A lookup key's value (``Claim.value``) read back."""
-    root, bcd, parent, token, op_id = value.split(" ", 4)
-    keys = AccountKeys(account_id, root, None if parent == "-" else parent)
-    return Claim(keys, int(bcd), token, op_id)
+    """A lookup key's value (``Claim.value``) read back; AccountError when it is not one."""
+    try:
+        root, bcd, parent, token, op_id = value.split(" ", 4)
+        keys = AccountKeys(account_id, root, None if parent == "-" else parent)
+        return Claim(keys, int(bcd), token, op_id)
+    except ValueError:
+        raise AccountError("account_id", f"unreadable lookup key of {account_id!r}: {value!r}") from None
 
 
 def msisdn_key(msisdn: str) -> str:
@@ -93,8 +96,12 @@ def msisdn_value(keys: AccountKeys, token: str) -> str:
 
 
 def parse_msisdn(value: str) -> tuple[AccountKeys, str]:
-    """An MSISDN key's value -> (the owner's keys, without its parent; the claim token)."""
-    account_id, root, token = value.split(" ", 2)
+    """An MSISDN key's value -> (the owner's keys, without its parent; the claim token);
+    AccountError when it is not one."""
+    try:
+        account_id, root, token = value.split(" ", 2)
+    except ValueError:
+        raise AccountError("msisdns", f"unreadable MSISDN key value {value!r}") from None
     return AccountKeys(account_id, root), token
 
 
