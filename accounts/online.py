@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from accounts import events
 from accounts.errors import AccountError, InvalidAmount, UnknownAccount
 from accounts.keys import EXPIRY_INDEX, AccountKeys, expiry_member
 from accounts.model import text
@@ -117,3 +118,12 @@ class OnlineStore:
         out = [json.loads(text(x)) for x in raw]
         out.sort(key=lambda rec: (int(rec["start"]), rec["cdr_id"]))
         return out
+
+
+def notify_reauthorize(store, account_id: str, now: int) -> None:
+    """After a top-up: the account's sessions whose last grant was final should ask again
+    (the network element would otherwise cut a call the money now covers)."""
+    keys, _ = store._lookup(account_id)
+    sessions = sorted(text(s) for s in store.r.smembers(finals_key(keys)))
+    if sessions:
+        events.publish(store.r, "REAUTHORIZE", account_id, now, {"sessions": sessions})
