@@ -21,13 +21,15 @@ from accounts.audit import audit
 from accounts.embedded import EmbeddedRedis
 from accounts.presentation import money_text
 from accounts.store import AccountStore
+from charging.charge import Charger
 from charging.server import build_node, check_health
 from proto.ccs.v1 import accounts_pb2 as apb
-from proto.ccs.v1 import accounts_pb2_grpc
+from proto.ccs.v1 import accounts_pb2_grpc, charging_pb2_grpc, common_pb2
+from proto.ccs.v1 import charging_pb2 as cpb
 from rating.catalog import load_catalog
 from rating.compiler import compile_catalog
-from rating.engine import Plan, price, price_enquiry, rated_usage, resolve
-from rating.money import format_money
+from rating.engine import Plan, price_enquiry
+from rating.money import format_money, parse_money
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 
@@ -64,30 +66,29 @@ def _create_accounts(stub) -> None:
     _say(f"the same top-up retried: applied={again.applied}, balance still {again.account.balance}")
 
 
-def _charge_call(store, compiled, account, session, destination, seconds, start) -> None:
-    """One voice session priced as one CDR: reserve, then commit the used seconds."""
-    res = resolve(compiled, "std", "voice", start, destination)
-    dest_name = compiled.destination_names[res.dest_name]
-    rated = rated_usage(compiled, res.entry, seconds)
-    before = store.get_account(account).available(store.now())
-    covered = store.reserve(account, session, op_id=f"{session}-r", money=0, service="voice",
-                            destination=dest_name, units=rated).detail.get("covered", 0)
-    if covered < rated:  # the bundle does not cover it all: price what is left and hold it
-        store.release(account, session, op_id=f"{session}-rel")
-        cost = price(compiled, res.entry, rated, 0, [], connect_fee=True)
-        held = store.reserve(account, session, op_id=f"{session}-r2", money=cost.net,
-                             service="voice", destination=dest_name, units=0)
-        assert held.code == "ok", held.code
-        store.commit(account, session, op_id=f"{session}-c", charge=cost.net, release=True)
-        paid = cost.net
-    else:
-        store.commit(account, session, op_id=f"{session}-c", charge=0, units=rated,
-                     service="voice", destination=dest_name, release=True)
-        paid = 0
-    after = store.get_account(account).available(store.now())
-    _say(f"{account} called {destination} ({dest_name}) for {seconds} s, rated {rated} s: "
-         f"paid {format_money(paid, compiled.decimals)}, bundle covered {min(covered, rated)} s, "
-         f"available {money_text(before)} -> {money_text(after)}")
+def _charge_call(stub, store, decimals, account, session, destination, seconds) -> None:
+    """One voice session through the node's Charging service: INITIAL, an UPDATE at 60 s,
+    TERMINATE with the rest; the node prices the session as one CDR, started now."""
+    before = store.family_available(account)
+
+    def ask(kind, n, requested=None, used=None):
+        u = cpb.ServiceUnit(rating_group=1, service="voice", destination=destination)
+        if requested is not None:
+            u.requested.CopyFrom(common_pb2.Units(seconds=requested))
+        if used is not None:
+            u.used.CopyFrom(common_pb2.Units(seconds=used))
+        return stub.Charge(cpb.ChargeRequest(session_id=session, request_type=kind,
+                                             request_number=n, subscriber=account,
+                                             units=[u]), timeout=10)
+
+    first = ask(cpb.INITIAL, 0, requested=60)
+    mid = ask(cpb.UPDATE, 1, requested=60, used=min(seconds, 60))
+    last = ask(cpb.TERMINATE, 2, used=max(0, seconds - 60))
+    paid = sum(parse_money(r.charged) for r in (first, mid, last))
+    after = store.family_available(account)
+    _say(f"{account} called {destination} for {seconds} s over Charging (I + U + T): granted "
+         f"{first.grants[0].granted.seconds} s then {mid.grants[0].granted.seconds} s, paid "
+         f"{format_money(paid, decimals)}, available {money_text(before)} -> {money_text(after)}")
 
 
 def _rate_file(data_dir: Path) -> None:
@@ -120,22 +121,25 @@ def run_demo(args) -> int:
     node = None
     try:
         store = AccountStore(redis_server.client(), catalog)
-        node = build_node("127.0.0.1:0", store=store, catalog=catalog)
+        charger = Charger(store, catalog, compiled)
+        node = build_node("127.0.0.1:0", store=store, catalog=catalog, charger=charger)
         target = f"127.0.0.1:{node.port}"
         status = check_health(target)
         _say(f"ccs node on {target}, health over gRPC: {status}")
         if status != "SERVING":
             return 1
-        with grpc.insecure_channel(target) as channel:
-            _create_accounts(accounts_pb2_grpc.AccountsStub(channel))
-
         start = int(datetime(2026, 11, 24, 10, 0, tzinfo=UTC).timestamp())  # a Tuesday, peak
         quote = price_enquiry(compiled, Plan("std", ("loyal_voice",)), "voice", start,
                               "4915112345678", 125)
         _say(f"price enquiry, std tariff, 125 s to 4915112345678 at peak: rated "
              f"{quote.rated_usage} s, charge {quote.charge} (band {quote.band})")
-        _charge_call(store, compiled, "alice", "demo-call-1", "4915112345678", 125, start)
-        _charge_call(store, compiled, "alice", "demo-call-2", "33123456789", 95, start)
+        with grpc.insecure_channel(target) as channel:
+            _create_accounts(accounts_pb2_grpc.AccountsStub(channel))
+            charging = charging_pb2_grpc.ChargingStub(channel)
+            _charge_call(charging, store, compiled.decimals, "alice", "demo-call-1",
+                         "4915112345678", 125)
+            _charge_call(charging, store, compiled.decimals, "alice", "demo-call-2",
+                         "33123456789", 95)
 
         _rate_file(data_dir)
         findings = audit(redis_server.client())

@@ -33,10 +33,11 @@ def test_demo_tells_the_story_and_stops_everything(tmp_path):
         "alice topped up 25.00: balance 25.00, available 27.00",
         "the same top-up retried: applied=False, balance still 25.00",
         "rated 150 s, charge 0.3500 (band peak)",
-        "alice called 4915112345678 (DE_MOBILE) for 125 s, rated 150 s: paid 0.0000, "
-        "bundle covered 150 s, available 27.00 -> 27.00",
-        "alice called 33123456789 (EU) for 95 s, rated 120 s: paid 0.3000, "
-        "bundle covered 0 s, available 27.00 -> 26.70",
+        # the bundle covers the mobile call; the EU call (no band) is 120 s at 0.15 a minute
+        "alice called 4915112345678 for 125 s over Charging (I + U + T): granted 60 s then "
+        "60 s, paid 0.0000, available 27.00 -> 27.00",
+        "alice called 33123456789 for 95 s over Charging (I + U + T): granted 60 s then "
+        "60 s, paid 0.3000, available 27.00 -> 26.70",
         "rated 7, duplicate 1, rejected 4, total net charge 1.9010",
         "c-0008: rejected (malformed:usage)",
         "ledger audit of every account: clean",
