@@ -170,9 +170,11 @@ def read_accounts(path: str | Path, catalog: Catalog) -> AccountPlans:
         if t not in catalog.tariffs:
             raise CdrFileError(f"{path}:{line}: tariff: unknown tariff {t!r}")
         names_d = tuple(x.strip() for x in d.split(";") if x.strip())
-        for x in names_d:
+        for k, x in enumerate(names_d):
             if x not in catalog.discounts:
                 raise CdrFileError(f"{path}:{line}: discounts: unknown discount {x!r}")
+            if x in names_d[:k]:
+                raise CdrFileError(f"{path}:{line}: discounts: discount {x!r} listed twice")
         plans.append(Plan(tariff=t, discounts=names_d))
     return AccountPlans(names, combo_codes.astype(np.int32), plans)
 

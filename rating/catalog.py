@@ -13,16 +13,23 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rating import model
 from rating.catalog_offers import OfferSections
-from rating.money import ROUNDING_METHODS, MoneyError, parse_money
+from rating.money import ROUNDING_METHODS, MoneyError, format_money, parse_money
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_PER = 2**40  # keeps price * per and the rounding products inside int64 (see kernels)
 MAX_PRICE_TIMES_PER = 2**60
+# Every other count of the catalog (units, quotas, tier edges), and every amount in
+# micro-units, is at most this: the largest integer a double (Redis Lua, JSON) holds exactly,
+# the bound the accounts layer keeps on balances and the engine on standings.
+MAX_COUNT = 2**53 - 1
+MAX_DAYS = 36_525  # validity, due and grace days: at most 100 years of date arithmetic
+# An integer field takes plain decimal digits only: YAML 1.1 would also read 1:00 (60),
+# 0x3c, 0o17 (a string there), 074 (octal 60), 1_000 and +60, which nobody means in a tariff.
+_PLAIN_INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _TIME = re.compile(r"^(\d\d):(\d\d)$")
 _STR = "tag:yaml.org,2002:str"
@@ -48,7 +55,8 @@ class CatalogError(ValueError):
 
     def __str__(self) -> str:
         return "\n".join(
-            f"{self.source}:{i.line if i.line is not None else '?'}: {i.path}: {i.message}"
+            f"{self.source}:{i.line if i.line is not None else '?'}: "
+            f"{i.path + ': ' if i.path else ''}{i.message}"
             for i in self.issues
         )
 
@@ -59,19 +67,41 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_catalog(path) -> model.Catalog:
-    """Read and validate the catalog file at `path`."""
-    with open(path, encoding="utf-8") as f:
+    """Read and validate the catalog file at `path` (OSError when it cannot be read)."""
+    with open(path, "rb") as f:
         return parse_catalog(f.read(), source=str(path))
 
 
-def parse_catalog(text: str, source: str = "<catalog>") -> model.Catalog:
-    """Validate catalog YAML `text`; raise `CatalogError` listing every issue."""
+def _text(data: str | bytes, source: str) -> str:
+    """The catalog's text: bytes must be UTF-8 (one issue naming the first bad byte), and
+    text must encode as UTF-8 (no lone surrogates)."""
+    try:
+        if isinstance(data, bytes):
+            return data.decode("utf-8")
+        data.encode("utf-8")
+        return data
+    except UnicodeError as e:
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        if isinstance(data, str):  # the offset of a character: count the bytes before it
+            e.start = len(data[: e.start].encode("utf-8", "surrogatepass"))
+        line = raw[: e.start].count(b"\n") + 1
+        what = f"byte 0x{raw[e.start]:02x}" if isinstance(data, bytes) else "a lone surrogate"
+        message = f"not UTF-8: {what} at offset {e.start} cannot be decoded"
+        raise CatalogError([CatalogIssue("", line, message)], source) from None
+
+
+def parse_catalog(text: str | bytes, source: str = "<catalog>") -> model.Catalog:
+    """Validate catalog YAML `text` (str, or UTF-8 bytes); raise `CatalogError` listing every
+    issue."""
+    text = _text(text, source)
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else None
         raise CatalogError([CatalogIssue("", line, f"not valid YAML: {e}")], source) from None
+    except RecursionError:
+        raise CatalogError([CatalogIssue("", None, "not valid YAML: nested too deeply")], source) from None
     p = _Parser()
     cat = p.catalog(root)
     if p.issues:
@@ -96,7 +126,6 @@ class _Parser(OfferSections):
 
     def __init__(self):
         self.issues: list[CatalogIssue] = []
-        self._construct = SafeConstructor()
         self._key_of: dict[int, Node] = {}  # id(value node) -> its key node, for key errors
 
     # -- generic node helpers -------------------------------------------------------------
@@ -142,9 +171,6 @@ class _Parser(OfferSections):
             return None
         return list(node.value)
 
-    def value(self, node):
-        return self._construct.construct_object(node, deep=True)
-
     def string(self, node, path) -> str | None:
         if not isinstance(node, ScalarNode) or node.tag != _STR:
             self.err(path, node, "expected a string")
@@ -158,28 +184,49 @@ class _Parser(OfferSections):
             return None
         return s
 
-    def integer(self, node, path, lo=None, hi=None, what="an integer") -> int | None:
+    def integer(self, node, path, lo, hi, what) -> int | None:
+        """A YAML integer in plain decimal digits within lo..hi (`what` says so)."""
         if not isinstance(node, ScalarNode) or node.tag != _INT:
             self.err(path, node, f"expected {what}")
             return None
-        v = self.value(node)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
+        if not _PLAIN_INT.match(node.value):
+            self.err(path, node, f"expected {what} in plain decimal digits, got {node.value!r}")
+            return None
+        v = int(node.value)
+        if v < lo or v > hi:
             self.err(path, node, f"expected {what}, got {v}")
             return None
         return v
 
+    def count(self, node, path, lo=1) -> int | None:
+        """A count of units within lo..MAX_COUNT."""
+        what = "a positive integer" if lo == 1 else "a non-negative integer"
+        return self.integer(node, path, lo, MAX_COUNT, f"{what} up to {MAX_COUNT}")
+
+    def days(self, node, path, lo=1) -> int | None:
+        what = "a positive integer" if lo == 1 else "a non-negative integer"
+        return self.integer(node, path, lo, MAX_DAYS, f"{what} up to {MAX_DAYS}")
+
     def money(self, node, path) -> int | None:
+        """A non-negative amount in micro-units, at most MAX_COUNT."""
         if not isinstance(node, ScalarNode) or node.tag != _STR:
             got = "a number" if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT) else "this"
             self.err(path, node, f"expected a decimal string such as \"0.0900\" (quoted), got {got}")
             return None
         try:
-            return parse_money(node.value, path, allow_negative=False)
+            micro = parse_money(node.value, path, allow_negative=False)
         except MoneyError as e:
             self.err(path, node, e.message)
             return None
+        if micro > MAX_COUNT:
+            self.err(path, node, f"amount {node.value!r} is beyond {format_money(MAX_COUNT)}")
+            return None
+        return micro
 
     def percent(self, node, path) -> Fraction | None:
+        if isinstance(node, ScalarNode) and node.tag == _INT and not _PLAIN_INT.match(node.value):
+            self.err(path, node, f"expected a percent in plain decimal digits, got {node.value!r}")
+            return None
         if isinstance(node, ScalarNode) and node.tag in (_STR, _INT):
             try:
                 micro = parse_money(node.value, path, allow_negative=False)
@@ -205,6 +252,7 @@ class _Parser(OfferSections):
         return int(m[1]) * 60 + int(m[2]) if m else None
 
     def names_list(self, node, path, known, what) -> tuple[str, ...] | None:
+        """A list of distinct names, each one of `known`."""
         items = self.sequence(node, path)
         if items is None:
             return None
@@ -215,6 +263,9 @@ class _Parser(OfferSections):
                 ok = False
             elif s not in known:
                 self.err(_join(path, i), n, f"unknown {what} {s!r}")
+                ok = False
+            elif s in out:
+                self.err(_join(path, i), n, f"{what} {s!r} listed twice")
                 ok = False
             else:
                 out.append(s)
@@ -242,7 +293,7 @@ class _Parser(OfferSections):
             if tzname is not None:
                 try:
                     zoneinfo.ZoneInfo(tzname)
-                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
                     self.err("timezone", top["timezone"], f"unknown IANA timezone {tzname!r}")
         rounding = self.rounding(top.get("rounding"))
         services = self.services(top.get("services"))
@@ -294,7 +345,7 @@ class _Parser(OfferSections):
                 unit = self.name(sm["unit"], _join(path, "unit"))
             quota = base.default_quota if base else 1
             if "default_quota" in sm:
-                quota = self.integer(sm["default_quota"], _join(path, "default_quota"), 1, None, "a positive integer")
+                quota = self.count(sm["default_quota"], _join(path, "default_quota"))
             if unit is not None and quota is not None:
                 out[name] = model.Service(name, unit, quota)
         return out
@@ -362,14 +413,19 @@ class _Parser(OfferSections):
         return tuple(out)
 
     def tariffs(self, node, dests, bands, services) -> dict[str, dict[str, tuple]]:
+        """Tariffs; a service a tariff names that `services` lacks is added to it, counted in
+        whole units with default quota 1 (rating.md: a CDR's service is voice, sms, data or
+        a catalog service)."""
         out: dict[str, dict[str, tuple]] = {}
         for tname, tn in (self.mapping(node, "tariffs") or {}).items():
             tpath = _join("tariffs", tname)
             out[tname] = {}
             for sname, sn in (self.mapping(tn, tpath) or {}).items():
                 spath = _join(tpath, sname)
-                if sname not in services:
-                    self.err_key(spath, sn, f"unknown service {sname!r} (declare it under services:)")
+                if not _NAME.match(sname):
+                    self.err_key(spath, sn, f"invalid service name {sname!r}")
+                elif sname not in services:
+                    services[sname] = model.Service(sname, *model.IMPLICIT_SERVICE)
                 items = self.sequence(sn, spath)
                 if items is None:
                     continue
@@ -397,15 +453,13 @@ class _Parser(OfferSections):
             per = self.integer(m["per"], _join(path, "per"), 1, MAX_PER, f"a positive integer up to {MAX_PER}")
         first = nxt = 1
         if "increments" in m:
-            inc = m["increments"]
-            ok = (isinstance(inc, SequenceNode) and len(inc.value) == 2
-                  and all(isinstance(x, ScalarNode) and x.tag == _INT for x in inc.value))
-            vals = [self.value(x) for x in inc.value] if ok else []
-            if not ok or min(vals) < 1 or max(vals) > MAX_PER:
-                self.err(_join(path, "increments"), inc, "expected two positive integers [first, next]")
+            inc, ipath = m["increments"], _join(path, "increments")
+            what = f"two positive integers [first, next] up to {MAX_PER}"
+            if not isinstance(inc, SequenceNode) or len(inc.value) != 2:
+                self.err(ipath, inc, f"expected {what}")
                 first = nxt = None
             else:
-                first, nxt = vals
+                first, nxt = (self.integer(x, ipath, 1, MAX_PER, what) for x in inc.value)
         connect = self.money(m["connect_fee"], _join(path, "connect_fee")) if "connect_fee" in m else 0
         tiers: list[model.Tier] = []
         if ("price" in m) == ("tiers" in m):
@@ -442,7 +496,7 @@ class _Parser(OfferSections):
                 if last:
                     self.err(_join(tp, "upto"), tm["upto"], "the last tier has no upto")
                 else:
-                    upto = self.integer(tm["upto"], _join(tp, "upto"), 1, None, "a positive integer")
+                    upto = self.count(tm["upto"], _join(tp, "upto"))
                     if upto is not None and upto <= prev:
                         self.err(_join(tp, "upto"), tm["upto"], f"tiers must ascend: {upto} is not above {prev}")
                     elif upto is not None:
@@ -483,7 +537,7 @@ class _Parser(OfferSections):
                 if basis == "charge":
                     start = self.money(tm["from"], fp)
                 else:
-                    start = self.integer(tm["from"], fp, 0, None, "a non-negative integer")
+                    start = self.count(tm["from"], fp, lo=0)
                 pct = self.percent(tm["percent"], _join(tp, "percent"))
                 if start is not None:
                     if i == 0 and start != 0:

@@ -2,8 +2,9 @@
 account_discounts, tax and billing settings (see docs/offers.md).
 
 A mixin of the catalog parser (`rating.catalog._Parser`): it uses the parser's node helpers
-(err, mapping, sequence, string, integer, money, percent, names_list, join) and adds issues the
-same way, so every problem is reported with its path and line like the rest of the catalog.
+(err, mapping, sequence, string, count, days, integer, money, percent, names_list, join) and
+adds issues the same way, so every problem is reported with its path and line like the rest
+of the catalog.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class OfferSections:
         if service is not None and service not in services:
             self.err(self.join(path, "service"), m["service"], f"unknown service {service!r}")
             service = None
-        units = self.integer(m["units"], self.join(path, "units"), 1, None, "a positive integer")
+        units = self.count(m["units"], self.join(path, "units"))
         ds = None
         if "destinations" in m:
             ds = self.names_list(m["destinations"], self.join(path, "destinations"), dests, "destination")
@@ -132,7 +133,7 @@ class OfferSections:
         g = self.mapping(node, gp, ("service", "units", "money", "valid_days"), ("valid_days",))
         if g is None:
             return None
-        days = self.integer(g["valid_days"], self.join(gp, "valid_days"), 1, None, "a positive integer") if "valid_days" in g else None
+        days = self.days(g["valid_days"], self.join(gp, "valid_days")) if "valid_days" in g else None
         service = units = money = None
         if "money" in g and ("service" in g or "units" in g):
             self.err(gp, node, "a gift is either units (service and units) or money, not both")
@@ -145,7 +146,7 @@ class OfferSections:
             service = self.string(g["service"], self.join(gp, "service"))
             if service is not None and service not in services:
                 self.err(self.join(gp, "service"), g["service"], f"unknown service {service!r}")
-            units = self.integer(g["units"], self.join(gp, "units"), 1, None, "a positive integer")
+            units = self.count(g["units"], self.join(gp, "units"))
             if service not in services or units is None:
                 return None
         else:
@@ -166,6 +167,6 @@ class OfferSections:
         m = self.mapping(node, "billing", ("decimals", "due_days", "grace_days")) or {}
         d = model.BillingSettings()
         dec = self.integer(m["decimals"], "billing.decimals", 0, 6, "an integer 0..6") if "decimals" in m else d.decimals
-        due = self.integer(m["due_days"], "billing.due_days", 0, None, "a non-negative integer") if "due_days" in m else d.due_days
-        grace = self.integer(m["grace_days"], "billing.grace_days", 0, None, "a non-negative integer") if "grace_days" in m else d.grace_days
+        due = self.days(m["due_days"], "billing.due_days", lo=0) if "due_days" in m else d.due_days
+        grace = self.days(m["grace_days"], "billing.grace_days", lo=0) if "grace_days" in m else d.grace_days
         return model.BillingSettings(dec if dec is not None else 2, due if due is not None else 14, grace if grace is not None else 10)

@@ -28,6 +28,11 @@ EXACT_FLOAT = 2**53
 # and product the kernels form from them then fits int64. A CDR that would go beyond is
 # malformed (E_USAGE_MAX).
 CHARGE_BOUND = 2**53
+# Standings (a tier accumulator, a discount basis: units, or micro-units for basis=charge)
+# stay below this: a CDR whose accumulation would bring one to it is rejected as `overflow`
+# and changes nothing, so a standing is never a wrapped-around int64 and always fits a
+# double exactly (the online node keeps them in Redis).
+STANDING_BOUND = 2**53
 
 # entry_tab columns (int64[n_entries, E_COLS]). The rounded charge of an exact numerator `num`
 # (value num / per micro) is ((num * rmul + E_RBIAS) // E_RDIV) * step, rmul = ROUND_MUL[method];

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from rating import kernels as K
-from rating.compiler import CHARGE_BOUND, D_SERVICE, E_USAGE_MAX, CompiledCatalog
+from rating.compiler import CHARGE_BOUND, D_SERVICE, E_USAGE_MAX, STANDING_BOUND, CompiledCatalog
 from rating.money import format_money
 
 REASONS = ("", "malformed", "duplicate", "unknown_account", "unknown_service",
-           "no_destination", "no_rate", "no_offer")  # reason code = index; 0 = rated
+           "no_destination", "no_rate", "no_offer", "overflow")  # reason code = index; 0 = rated
+assert REASONS.index("overflow") == K.R_OVERFLOW
 MAX_DIGITS = K.MAX_DIGITS
 
 
@@ -148,9 +149,11 @@ def compile_plans(compiled: CompiledCatalog, plans: list[Plan]):
         if p.tariff not in compiled.tariff_id:
             raise ValueError(f"plans[{i}].tariff: unknown tariff {p.tariff!r}")
         tariff[i] = compiled.tariff_id[p.tariff]
-        for name in p.discounts:
+        for k, name in enumerate(p.discounts):
             if name not in compiled.discount_id:
                 raise ValueError(f"plans[{i}].discounts: unknown discount {name!r}")
+            if name in p.discounts[:k]:
+                raise ValueError(f"plans[{i}].discounts: discount {name!r} listed twice")
             dids.append(compiled.discount_id[name])
         doff[i + 1] = len(dids)
     return tariff, doff, np.array(dids, dtype=np.int32)
@@ -221,6 +224,10 @@ def rate_batch(compiled: CompiledCatalog, batch: CdrBatch, plans: list[Plan],
     n_acc = acc.tier_usage.shape[0] if isinstance(acc.tier_usage, np.ndarray) else 0
     _check(acc, "acc", "tier_usage", np.int64, (n_acc, len(compiled.service_names)))
     _check(acc, "acc", "discount_basis", np.int64, (n_acc, len(compiled.discount_names)))
+    for f in ("tier_usage", "discount_basis"):
+        a = getattr(acc, f)
+        if a.size and (a.min() < 0 or a.max() >= STANDING_BOUND):
+            raise ValueError(f"acc.{f}: standings must be within 0..{STANDING_BOUND - 1}")
     alo, ahi, plo, phi, slo, shi = K._min_max3(batch.account, batch.plan, batch.service) if n \
         else (0, -1, 0, -1, 0, -1)
     if ahi >= n_acc or alo < -1:
@@ -257,10 +264,10 @@ def rate_batch(compiled: CompiledCatalog, batch: CdrBatch, plans: list[Plan],
     else:
         order = _sort_order(b)
     K._price_sorted(
-        order, b.account, b.plan, b.service, b.start, b.usage, out.dest_name, entry,
+        order, b.account, b.plan, b.service, b.start, b.usage, entry,
         *_price_args(compiled), ps_off, ps_dids, acc.tier_usage, acc.discount_basis,
         al.offsets, al.service, al.remaining, al.valid_from, al.valid_to,
-        al.dest_offsets, al.dest_ids,
+        al.dest_offsets, al.dest_ids, out.reason, out.dest_name, out.band,
         out.rated_usage, out.covered, out.charge, out.discount, out.net_charge,
     )
     return out
@@ -324,26 +331,52 @@ def rated_usage(compiled: CompiledCatalog, entry: int, usage: int) -> int:
     return int(K._rated_one(e, int(usage), compiled.entry_tab, compiled.entry_inv))
 
 
+def _standing(value: int, field: str) -> int:
+    if not 0 <= value < STANDING_BOUND:
+        raise ValueError(f"{field}{value} is outside 0..{STANDING_BOUND - 1}")
+    return int(value)
+
+
+def _price(compiled: CompiledCatalog, entry: int, rated: int, tier_standing: int,
+           discounts: list[tuple[int, int]], connect_fee: bool) -> tuple[Price, str]:
+    """`price` and, when the CDR would bring a standing to 2**53 (what `rate_batch` rejects
+    as overflow), the field naming that standing ("" when none)."""
+    e = _entry(compiled, entry)
+    if rated < 0:
+        raise ValueError("rated: must not be negative")
+    _standing(tier_standing, "tier_standing: ")
+    _check_limit(compiled, e, rated, "rated")
+    ids = [d for d, _ in discounts]
+    for k, (d, s) in enumerate(discounts):
+        if not 0 <= d < len(compiled.discount_names):
+            raise ValueError("discounts: unknown discount id")
+        if d in ids[:k]:
+            raise ValueError(f"discounts: discount id {d} listed twice")
+        _standing(s, f"discounts[{k}]: standing ")
+    standing = np.array([s for _, s in discounts], dtype=np.int64)
+    c = compiled
+    ch, disc, over = K._price_one(
+        e, int(rated), int(tier_standing), bool(connect_fee), np.array(ids, dtype=np.int64),
+        standing, c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab, c.dtier_inv,
+        c.step, c.method)
+    field = ("" if over < 0 else f"tier_standing: {tier_standing}" if over == 0
+             else f"discounts[{over - 1}]: standing {discounts[over - 1][1]}")
+    return Price(int(ch), int(disc), int(ch - disc)), field
+
+
 def price(compiled: CompiledCatalog, entry: int, rated: int, tier_standing: int,
           discounts: list[tuple[int, int]], connect_fee: bool = True) -> Price:
     """Charge of `rated` (uncovered) units of entry row `entry` with the account's tier
     standing; `discounts` lists (discount id, basis standing) of the discounts listed for the
-    account (others' services are ignored). Pass connect_fee=False when allowances covered
-    part of the CDR. Micro-units, rounded as the batch kernel rounds. ValueError naming
-    `rated` when it is beyond `usage_limit` (the charge could reach 2**53 micro-units)."""
-    e = _entry(compiled, entry)
-    if rated < 0 or tier_standing < 0:
-        raise ValueError("rated, tier_standing: must not be negative")
-    _check_limit(compiled, e, rated, "rated")
-    ids = np.array([d for d, _ in discounts], dtype=np.int64)
-    if len(ids) and (ids.min() < 0 or ids.max() >= len(compiled.discount_names)):
-        raise ValueError("discounts: unknown discount id")
-    standing = np.array([s for _, s in discounts], dtype=np.int64)
-    c = compiled
-    ch, disc = K._price_one(e, int(rated), int(tier_standing), bool(connect_fee), ids, standing,
-                            c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
-                            c.dtier_inv, c.step, c.method)
-    return Price(int(ch), int(disc), int(ch - disc))
+    account (others' services are ignored), each at most once. Pass connect_fee=False when
+    allowances covered part of the CDR. Micro-units, rounded as the batch kernel rounds.
+    ValueError naming `rated` when it is beyond `usage_limit` (the charge could reach 2**53
+    micro-units), naming a standing when it is outside 0..2**53 - 1 or when this CDR would
+    bring it to 2**53 (a CDR `rate_batch` rejects as overflow)."""
+    p, over = _price(compiled, entry, rated, tier_standing, discounts, connect_fee)
+    if over:
+        raise ValueError(f"{over} would pass 2^53 with {rated} more units (overflow)")
+    return p
 
 
 def price_enquiry(compiled: CompiledCatalog, plan: Plan, service: str, start_utc: int,
@@ -355,9 +388,10 @@ def price_enquiry(compiled: CompiledCatalog, plan: Plan, service: str, start_utc
     ValueError naming `usage`."""
     compile_plans(compiled, [plan])  # validates the names
     standing = discount_standing or {}
-    for name in standing:
+    for name, value in standing.items():
         if name not in compiled.discount_id:
             raise ValueError(f"discount_standing: unknown discount {name!r}")
+        _standing(value, f"discount_standing: {name}: standing ")
     res = resolve(compiled, plan.tariff, service, start_utc, destination)
     dname = compiled.destination_names[res.dest_name] if res.dest_name >= 0 else None
     bname = compiled.band_names[res.band] if res.band >= 0 else None
@@ -369,8 +403,10 @@ def price_enquiry(compiled: CompiledCatalog, plan: Plan, service: str, start_utc
     if usage > compiled.entry_tab[res.entry, E_USAGE_MAX]:
         return Quote("malformed", None, None, 0, zero, zero, zero)
     ru = rated_usage(compiled, res.entry, usage)
-    p = price(compiled, res.entry, ru, tier_standing,
-              [(compiled.discount_id[d], standing.get(d, 0)) for d in plan.discounts])
+    p, over = _price(compiled, res.entry, ru, tier_standing,
+                     [(compiled.discount_id[d], standing.get(d, 0)) for d in plan.discounts], True)
+    if over:
+        return Quote("overflow", None, None, 0, zero, zero, zero)
     f = compiled.decimals
     return Quote("", dname, bname, ru, format_money(p.charge, f), format_money(p.discount, f),
                  format_money(p.net, f))

@@ -41,6 +41,7 @@ from rating.compiler import (
     EI_RDIV,
     EXACT_FLOAT,
     ROUND_MUL,
+    STANDING_BOUND,
     T_PARTLIM,
     T_PRICE,
     T_UPTO,
@@ -49,7 +50,7 @@ from rating.tz import MULTI_TRANSITION, N_DAYS
 
 # reason codes, indices into engine.REASONS
 R_MALFORMED, R_UNKNOWN_ACCOUNT, R_UNKNOWN_SERVICE = 1, 3, 4
-R_NO_DESTINATION, R_NO_RATE, R_NO_OFFER = 5, 6, 7
+R_NO_DESTINATION, R_NO_RATE, R_NO_OFFER, R_OVERFLOW = 5, 6, 7, 8
 MAX_DIGITS = 18
 # global arrays are frozen into the compiled code by numba
 POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
@@ -292,22 +293,66 @@ def _discount_amount(d, standing, charge, disc_tab, dtier_tab, dtier_inv, step, 
     return _round_parts(a * num + c, bn - c * den, den, step, method)
 
 
+@_helper
+def _fits(standing, more):
+    """True when `standing` (0 <= standing < STANDING_BOUND) can grow by `more` (>= 0) and
+    stay below STANDING_BOUND; written so that nothing overflows."""
+    return more < STANDING_BOUND - standing
+
+
+@_helper
+def _cover(lo, hi, svc, t, dn, need, al_service, al_remaining, al_from, al_to, al_doff,
+           al_dids, take):
+    """What remains of `need` rated units after the allowance buckets lo..hi (of the CDR's
+    account, in consumption order) that match service `svc`, start `t` and destination id
+    `dn`; the units are taken from al_remaining only when `take`, so that a first call can
+    find what a CDR would take and a second, with the same arguments, take it."""
+    for j in range(lo, hi):
+        if need == 0:
+            break
+        if al_service[j] != svc or al_remaining[j] <= 0:
+            continue
+        if t < al_from[j] or t >= al_to[j]:
+            continue
+        dlo = al_doff[j]
+        dhi = al_doff[j + 1]
+        if dhi > dlo:
+            found = False
+            for m in range(dlo, dhi):
+                if al_dids[m] == dn:
+                    found = True
+                    break
+            if not found:
+                continue
+        got = min(al_remaining[j], need)
+        if take:
+            al_remaining[j] -= got
+        need -= got
+    return need
+
+
 @njit(cache=True)
 def _price_one(e, uncovered, standing, connect, disc_ids, disc_standing,
                entry_tab, entry_inv, tier_tab, disc_tab, dtier_tab, dtier_inv, step, method):
-    """Scalar price: (charge, discount) of one CDR; disc_ids: int64[k] discount rows listed
-    for the account, disc_standing: int64[k] their accumulated bases. Discounts of another
-    service do not apply; their sum never exceeds the charge."""
+    """Scalar price: (charge, discount, over) of one CDR; disc_ids: int64[k] discount rows
+    listed for the account, disc_standing: int64[k] their accumulated bases (all standings
+    within 0..STANDING_BOUND - 1). Discounts of another service do not apply; their sum never
+    exceeds the charge. `over` is -1, or the standing the CDR would bring to STANDING_BOUND
+    (what `_price_sorted` rejects as overflow): 0 the tier standing, 1 + k disc_standing[k]."""
     charge = _charge(e, uncovered, standing, connect, entry_tab, entry_inv, tier_tab, step,
                      method)
     svc = entry_tab[e, E_SERVICE]
     disc = 0
+    over = -1 if _fits(standing, uncovered) else 0
     for k in range(disc_ids.shape[0]):
         d = disc_ids[k]
         if disc_tab[d, D_SERVICE] == svc:
             disc += _discount_amount(d, disc_standing[k], charge, disc_tab, dtier_tab,
                                      dtier_inv, step, method)
-    return charge, min(disc, charge)
+            grow = uncovered if disc_tab[d, D_BASIS] == 0 else charge
+            if over < 0 and not _fits(disc_standing[k], grow):
+                over = 1 + k
+    return charge, min(disc, charge), over
 
 
 @njit(cache=True)
@@ -397,26 +442,30 @@ def _resolve_rows(account, plan, service, start, usage, dest, dest_len, pre_reas
 
 
 @_batch_kernel
-def _price_sorted(order, account, plan, service, start, usage, dest_name, entry,
+def _price_sorted(order, account, plan, service, start, usage, entry,
                   entry_tab, entry_inv, tier_tab, disc_tab, dtier_tab, dtier_inv, step, method,
                   ps_off, ps_dids, tier_usage, disc_basis,
                   al_off, al_service, al_remaining, al_from, al_to, al_doff, al_dids,
-                  rated, covered, charge, discount, net):
+                  reason, dest_name, band, rated, covered, charge, discount, net):
     """Second pass, in rating order `order` (int64[n], rows sorted by account, start, cdr
     id; empty when the rows already are in that order, which saves reading it): allowances,
     charge and discounts of the CDRs `_resolve_rows` gave an entry (>= 0); the others get
     zeros.
 
-    Per CDR as in `_resolve_rows`, plus dest_name and entry from it. Discounts of the plan
-    that apply to a service: ps_off int64[p * n_services + 1] (by plan * n_services +
-    service) over ps_dids int32[...] discount rows, in the plan's order. Accumulators updated in
-    place: tier_usage int64[a, n_services], disc_basis int64[a, n_discounts]. Allowance
-    buckets (CSR by account: al_off int64[a + 1]; per bucket al_service, al_remaining
-    (updated), al_from, al_to, al_doff int64[b + 1] over al_dids destination ids, empty =
-    any). Outputs at the CDR's own row: rated, covered, charge, discount, net int64;
-    `covered` must come zero-filled (np.zeros: pages never written cost nothing), only the
-    rows allowances covered are written; `entry` may be the `charge` array itself (each row
-    is read before it is written)."""
+    Per CDR as in `_resolve_rows`, plus its outputs reason, dest_name, band and entry.
+    Discounts of the plan that apply to a service: ps_off int64[p * n_services + 1] (by plan
+    * n_services + service) over ps_dids int32[...] discount rows, in the plan's order.
+    Accumulators updated in place: tier_usage int64[a, n_services], disc_basis int64[a,
+    n_discounts], all within 0..STANDING_BOUND - 1. Allowance buckets (CSR by account: al_off
+    int64[a + 1]; per bucket al_service, al_remaining (updated), al_from, al_to, al_doff
+    int64[b + 1] over al_dids destination ids, empty = any). Outputs at the CDR's own row:
+    rated, covered, charge, discount, net int64; `covered` must come zero-filled (np.zeros:
+    pages never written cost nothing), only the rows allowances covered are written; `entry`
+    may be the `charge` array itself (each row is read before it is written).
+
+    Every discount reads its basis as it stood before the CDR, then the bases grow. A CDR
+    that would bring the tier standing or a basis to STANDING_BOUND is rejected: reason
+    R_OVERFLOW, dest_name and band -1, zeros, and no accumulator or bucket changes."""
     n_services = tier_usage.shape[1]
     in_order = order.shape[0] == 0
     for k in range(account.shape[0]):
@@ -433,39 +482,42 @@ def _price_sorted(order, account, plan, service, start, usage, dest_name, entry,
         svc = _ix(service[i])
         ru = _rated_usage(usage[i], entry_tab[eu, E_FIRST], entry_tab[eu, E_NEXT],
                           entry_inv[eu, EI_NEXT])
-        need = ru
-        for j in range(al_off[acc], al_off[_ix(account[i] + 1)]):
-            if need == 0:
-                break
-            if al_service[j] != svc or al_remaining[j] <= 0:
-                continue
-            if start[i] < al_from[j] or start[i] >= al_to[j]:
-                continue
-            lo = al_doff[j]
-            hi = al_doff[j + 1]
-            if hi > lo:
-                found = False
-                for m in range(lo, hi):
-                    if al_dids[m] == dest_name[i]:
-                        found = True
-                        break
-                if not found:
-                    continue
-            take = min(al_remaining[j], need)
-            al_remaining[j] -= take
-            need -= take
+        alo = al_off[acc]
+        ahi = al_off[_ix(account[i] + 1)]
+        need = _cover(alo, ahi, svc, start[i], dest_name[i], ru, al_service, al_remaining,
+                      al_from, al_to, al_doff, al_dids, False)
         cov = ru - need
-        ch = _charge(eu, need, tier_usage[acc, svc], cov == 0, entry_tab, entry_inv, tier_tab,
+        standing = tier_usage[acc, svc]
+        ch = _charge(eu, need, standing, cov == 0, entry_tab, entry_inv, tier_tab,
                      step, method)
+        fits = _fits(standing, need)
         disc = 0
         ps = plan[i] * n_services + service[i]
-        for m in range(ps_off[_ix(ps)], ps_off[_ix(ps + 1)]):
+        plo = ps_off[_ix(ps)]
+        phi = ps_off[_ix(ps + 1)]
+        for m in range(plo, phi):
             d = _ix(ps_dids[m])
-            disc += _discount_amount(d, disc_basis[acc, d], ch, disc_tab, dtier_tab, dtier_inv,
-                                     step, method)
+            basis = disc_basis[acc, d]
+            disc += _discount_amount(d, basis, ch, disc_tab, dtier_tab, dtier_inv, step,
+                                     method)
+            fits = fits and _fits(basis, need if disc_tab[d, D_BASIS] == 0 else ch)
+        if not fits:
+            reason[i] = R_OVERFLOW
+            dest_name[i] = -1
+            band[i] = -1
+            rated[i] = 0
+            charge[i] = 0
+            discount[i] = 0
+            net[i] = 0
+            continue
+        for m in range(plo, phi):
+            d = _ix(ps_dids[m])
             disc_basis[acc, d] += need if disc_tab[d, D_BASIS] == 0 else ch
+        if cov != 0:
+            _cover(alo, ahi, svc, start[i], dest_name[i], ru, al_service, al_remaining,
+                   al_from, al_to, al_doff, al_dids, True)
         disc = min(disc, ch)
-        tier_usage[acc, svc] += need
+        tier_usage[acc, svc] = standing + need
         rated[i] = ru
         if cov != 0:
             covered[i] = cov

@@ -16,6 +16,8 @@ BUILTIN_SERVICES = {
     "sms": ("events", 1),
     "data": ("bytes", 10 * 1048576),
 }
+# A service a tariff names without a `services:` entry: whole units, one granted at a time.
+IMPLICIT_SERVICE = ("units", 1)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def start_instant(text) -> Fraction | None:
     if not m:
         return None
     y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
+    if not 2 <= y <= 9998:  # the years ccs accepts (docs/cdr-files.md)
+        return None
     offset = 0
     if not m.group(8):
         oh, om = int(m.group(10)), int(m.group(11) or m.group(12) or 0)
@@ -190,8 +192,8 @@ def reference_rate(catalog, rows: list[dict], accounts: dict, bill_cycle_day: in
                 money += Fraction(tier.price * part, entry.per)
                 lo = hi if tier.upto is not None else lo
             charge = round_exact(entry.connect_fee + money, dec, method)
-        tier_used[(account, cycle, service)] = before + rated
         discount = 0
+        grown = {}  # the bases after the CDR
         for name in accounts[account].discounts:
             d = catalog.discounts[name]
             if d.service != service:
@@ -202,7 +204,14 @@ def reference_rate(catalog, rows: list[dict], accounts: dict, bill_cycle_day: in
                 if t.start <= acc:
                     percent = t.percent
             discount += round_exact(charge * percent / 100, dec, method)
-            basis[(account, cycle, name)] = acc + (rated if d.basis == "usage" else charge)
+            grown[(account, cycle, name)] = acc + (rated if d.basis == "usage" else charge)
+        if max([before + rated, *grown.values()]) >= BOUND:
+            # docs/catalog.md "Limits": no standing (tier usage, discount basis) reaches 2^53;
+            # the CDR that would bring one there is rejected and accumulates nothing
+            out[i].update(reason="overflow", destination_name="", band="")
+            continue
+        tier_used[(account, cycle, service)] = before + rated
+        basis.update(grown)
         # Several discounts of one service each take their own rounded share; rating.md does
         # not say what happens past 100% in total: ccs never lets a CDR's net go below zero.
         discount = min(discount, charge)

@@ -127,7 +127,7 @@ CASES = [
     (14, '      - {price: "0.1", connect_fee: 0.05}', "tariffs.std.voice[0].connect_fee", "expected a decimal string"),
     (14, '      - {price: "2000000", per: 1099511627776}', "tariffs.std.voice[0]", "too large for exact integer"),
     (14, "      - {per: 60}", "tariffs.std.voice[0]", "either price or tiers"),
-    (16, "    fax:", "tariffs.std.fax", "unknown service 'fax'"),
+    (16, "    f ax:", "tariffs.std.f ax", "invalid service name 'f ax'"),  # fax alone: a new service
     (22, '          - {upto: 0, price: "0.0100"}', "tariffs.std.data[0].tiers[0].upto", "positive integer"),
     (22, '          - {price: "0.0100"}', "tariffs.std.data[0].tiers[0]", "only the last tier may lack upto"),
     (23, '          - {upto: 5, price: "0.0020"}', "tariffs.std.data[0].tiers[1].upto", "the last tier has no upto"),

@@ -88,7 +88,7 @@ def test_charge_and_discount_equal_exact_fractions(decimals, method, per, price1
             if b > a:
                 exact += Fraction(p * (b - a), per)
     want = round_div(exact.numerator, exact.denominator, decimals, method)
-    charge, disc = K._price_one(0, uncovered, standing, connect, np.array([0]), np.array([disc_standing]),
+    charge, disc, _ = K._price_one(0, uncovered, standing, connect, np.array([0]), np.array([disc_standing]),
                                 c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
                                 c.dtier_inv, c.step, c.method)
     assert charge == want
@@ -179,7 +179,7 @@ def test_charge_at_the_fast_path_limit(method, delta):
     standing = 5000
     exact = Fraction(30_000) + Fraction(12_500_000 * part, 7)
     want = round_div(exact.numerator, exact.denominator, 4, method)
-    charge, disc = K._price_one(0, part, standing, True, np.array([0]), np.array([0]),
+    charge, disc, _ = K._price_one(0, part, standing, True, np.array([0]), np.array([0]),
                                 c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
                                 c.dtier_inv, c.step, c.method)
     assert charge == want
@@ -227,7 +227,7 @@ def test_flat_charge_at_the_fast_path_limit(method, delta, connect):
     units = int(c.entry_tab[0, E_FLAT_MAX]) + delta
     exact = Fraction(50_000 if connect else 0) + Fraction(987_654_321 * units, 7)
     want = round_div(exact.numerator, exact.denominator, 2, method)
-    charge, _ = K._price_one(0, units, 0, connect, np.zeros(0, np.int64), np.zeros(0, np.int64),
+    charge, _, _ = K._price_one(0, units, 0, connect, np.zeros(0, np.int64), np.zeros(0, np.int64),
                              c.entry_tab, c.entry_inv, c.tier_tab, c.disc_tab, c.dtier_tab,
                              c.dtier_inv, c.step, c.method)
     assert charge == want

@@ -43,7 +43,8 @@ PIVOTS = (
 ACCOUNTS = ("A0", "A1", "A2")
 SERVICES = ("voice", "sms", "data")
 
-money = st.integers(0, 300_000).map(lambda m: format_money(m, 6))
+# now and then free or 1 micro-unit: prices that let CDRs of 2^52 units rate (and overflow)
+money = (st.integers(0, 300_000) | st.sampled_from([0, 1])).map(lambda m: format_money(m, 6))
 settings.register_profile("ccs", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -142,9 +143,10 @@ def cdr_rows(draw, unique_ids: bool = False):
     rows = []
     epochs = []
     for i in range(n):
-        # 10^15 and 2^53 - 1 reach the 2^53 limits of rated usage and charge on most entries
+        # 10^15 and 2^53 - 1 reach the 2^53 limits of rated usage and charge on most entries;
+        # two CDRs of 2^52 on a free entry bring the tier standing to 2^53 (overflow)
         usage = str(draw(st.integers(0, 5000) | st.sampled_from([0, 1, 59, 60, 61, 10**9, 10**12,
-                                                                  10**15, 2**53 - 1])))
+                                                                  10**15, 2**52, 2**53 - 1])))
         row = {"cdr_id": f"c{ids[i]}", "account": draw(st.sampled_from(ACCOUNTS * 3 + ("A9",))),
                "service": draw(st.sampled_from(SERVICES * 3 + ("video",))),
                "usage": usage, "destination": draw(st.text("12459", max_size=6))}
