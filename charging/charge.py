@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from accounts.errors import UnknownAccount
+from accounts.keys import msisdn_digits
 from accounts.online import OnlineStore, reservation_field
 from accounts.plans import plan_at
 from charging import session as S
@@ -124,15 +125,37 @@ class Charger:
         self._subs: _Lru = _Lru(cache_size)  # account -> (subs list, sha1)
         self._counters: _Lru = _Lru(cache_size)  # account -> {counter key: value}
         self._sessions: _Lru = _Lru(cache_size)  # (account, session) -> {"rgl", "states"}
+        self._subscribers: _Lru = _Lru(cache_size)  # subscriber -> account id
         self.round_trips = 0
 
     # --- entry point ---------------------------------------------------------------------
 
     def charge(self, req: Request) -> Answer:
-        try:
-            account = self.store.resolve(req.subscriber)
-        except UnknownAccount:
-            return Answer(USER_UNKNOWN, error_message=f"unknown subscriber {req.subscriber!r}")
+        for retry in (False, True):
+            cached = req.subscriber in self._subscribers
+            try:
+                account = self._resolve(req.subscriber)
+                return self._dispatch(req, account)
+            except UnknownAccount:
+                # a cached subscriber whose account was re-created or lost the MSISDN: the
+                # script refused it, nothing was written; resolve again once
+                self._subscribers.pop(req.subscriber, None)
+                if retry or not cached:
+                    return Answer(USER_UNKNOWN,
+                                  error_message=f"unknown subscriber {req.subscriber!r}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _resolve(self, subscriber: str) -> str:
+        """Subscriber -> account id, cached per process (positive answers only); the script
+        checks a cached MSISDN against the account's own."""
+        account = self._subscribers.get(subscriber)
+        if account is None:
+            account = self.store.resolve(subscriber)
+            self.round_trips += 1
+            self._subscribers.put(subscriber, account)
+        return account
+
+    def _dispatch(self, req: Request, account: str) -> Answer:
         if req.kind == "EVENT" and req.action == "CHECK_BALANCE":
             avail = self.store.family_available(account, self._now())
             return Answer(SUCCESS, available=avail, account=account)
@@ -198,6 +221,8 @@ class Charger:
             params = {"sid": req.session_id, "req": str(req.request_number), "kind": kind,
                       "rgs": ops, "static": list(static.values()),
                       "rgl_before": sess["rgl"], "rgl_after": after}
+            if req.subscriber != account:
+                params["msisdn"] = msisdn_digits(req.subscriber) or req.subscriber
             if sha is not None:
                 params["subs_sha"] = sha
             if kind == "I" and not ops:

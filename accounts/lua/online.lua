@@ -3,7 +3,8 @@
 -- units, write the rated records, remember the answer for retransmissions.
 -- KEYS: 1-5 the account keys of _lib.lua, 6 the session hash, 7-10 a child's parent keys.
 -- ARGV: op id (<session>/<request number>), fingerprint (unused), context, params:
---   {sid, req, kind ("I" initial, "U" update, "T" terminate, "D" direct debit), rec (records
+--   {sid, req, msisdn (the subscriber's MSISDN, when the node resolved it from its cache),
+--    kind ("I" initial, "U" update, "T" terminate, "D" direct debit), rec (records
 --    sorted set), fin (the account's set of sessions with a final grant), ttl, done_ttl,
 --    subs_sha (expected sha1 of the account's subscriptions, kinds I and D), static (answers
 --    of rating groups the node decided alone, stored with the answer),
@@ -24,6 +25,10 @@
 local a, e0 = open_acct()  -- unknown, or stale_meta: the node's lookup key is outdated
 if not a then return {e0[1]} end
 local SK = KEYS[6]
+-- a subscriber the node resolved from its cache: still one of this account's MSISDNs?
+if P.msisdn ~= nil and not string.find(',' .. (a.msisdns or '') .. ',', ',' .. P.msisdn .. ',', 1, true) then
+  return {err('unknown', 'subscriber', 'the MSISDN is not this account\'s')[1]}
+end
 local req = N(P.req)
 local last = redis.call('HGET', SK, 'last')
 if last then

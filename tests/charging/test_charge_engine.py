@@ -217,3 +217,15 @@ def test_refund_undoes_a_direct_debit_or_gives_money_back(env):
         ("e1/1", "180000"), ("e1/1/refund", "-180000")]
     assert env.store.get_account("alice").counters == {"2026-11|tier|sms": 0}
     assert audit(env.store.r) == []
+
+
+def test_a_warm_request_is_one_round_trip(env):
+    account(env, money="100.00")
+    env.node.charge(req("INITIAL", "warm", 0, [voice(requested=60)]))  # learns the account
+    env.node.charge(req("TERMINATE", "warm", 1, [voice(used=60)]))
+    before = env.node.round_trips
+    env.node.charge(req("INITIAL", "s", 0, [voice(requested=60)]))
+    for n in range(1, 4):
+        env.node.charge(req("UPDATE", "s", n, [voice(requested=60, used=60)]))
+    env.node.charge(req("TERMINATE", "s", 4, [voice(used=60)]))
+    assert env.node.round_trips - before == 5
