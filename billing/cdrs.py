@@ -24,8 +24,11 @@ from billing.cdr_read import (  # noqa: F401  (re-exported: callers read files t
     ACCOUNT_COLUMNS,
     CDR_COLUMNS,
     EXTRA_FIELDS,
+    PLAIN,
     AccountPlans,
     CdrFileError,
+    _flat,
+    _string_buffers,
     nonempty,
     read_accounts,
     read_cdr_table,
@@ -47,26 +50,6 @@ MAX_DIGITS = 18  # int64 holds any 18-digit number; 19 could overflow
 
 # ---------------------------------------------------------------------------------------------
 # validation
-
-
-def _flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One array for a column; without the copy `combine_chunks` makes even of one chunk."""
-    if not isinstance(arr, pa.ChunkedArray):
-        return arr
-    return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
-
-
-def _string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """The raw Arrow buffers of a string array, no copy: (int32 or int64 offsets [n + 1],
-    uint8 data); nulls read as ""."""
-    arr = _flat(arr)
-    if arr.null_count:
-        arr = pc.fill_null(arr, "")
-    buffers = arr.buffers()
-    off_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(buffers[1], dtype=off_type)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    return offsets, data
 
 
 def parse_start(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,14 +141,21 @@ def _parse_columns(table, col, id_order, compiled, accounts, default_plan) -> Pa
         nonempty(col["cdr_id"]), nonempty(col["account"]), nonempty(col["service"]),
         start_ok, usage_ok, dest_ok,
     ]
+    broken = None
+    if EXTRA_FIELDS in table.column_names:
+        # A line whose shape broke (`billing.cdr_read._with_bad_rows`): a quote left open in
+        # a CDR column fails that column; past them (too many fields, an open quote in
+        # another column) the values cannot be told apart: the last column is named.
+        shape = pc.fill_null(_flat(table.column(EXTRA_FIELDS)), "\x00")
+        for j, c in enumerate(CDR_COLUMNS):
+            checks[j] = checks[j] & ~pc.equal(shape, c).to_numpy(zero_copy_only=False)
+        broken = pc.not_equal(shape, "\x00").to_numpy(zero_copy_only=False)
+        table = table.drop_columns([EXTRA_FIELDS])
     malformed_column = np.full(n, -1, np.int8)
     for j in range(len(checks) - 1, -1, -1):  # last assignment wins: the first bad column
         malformed_column[~checks[j]] = j
-    if EXTRA_FIELDS in table.column_names:
-        # A row with too many fields: its last column absorbed text that belongs nowhere.
-        extra = pc.is_valid(table.column(EXTRA_FIELDS)).to_numpy(zero_copy_only=False)
-        malformed_column[extra & (malformed_column < 0)] = len(CDR_COLUMNS) - 1
-        table = table.drop_columns([EXTRA_FIELDS])
+    if broken is not None:
+        malformed_column[broken & (malformed_column < 0)] = len(CDR_COLUMNS) - 1
     malformed = malformed_column >= 0
 
     pre = np.zeros(n, np.int8)
@@ -244,13 +234,33 @@ def cycle_starts(timezone: str, bill_cycle_day: int, first: int, last: int) -> n
 
 
 def cycle_index(start: np.ndarray, usable: np.ndarray, timezone: str, bill_cycle_day: int) -> np.ndarray:
-    """Cycle number (0 = earliest) of every CDR start; rows not `usable` get 0."""
+    """Cycle number (0 = earliest, counted in months) of every CDR start; rows not `usable`
+    get 0. One step per month from the first start to the last; when they lie more than
+    `_MONTHS_STEPPED` months apart, one step per cycle that holds a CDR instead."""
     if not usable.any():
         return np.zeros(len(start), np.int64)
     s = start[usable]
-    starts = cycle_starts(timezone, bill_cycle_day, int(s.min()), int(s.max()))
-    idx = np.searchsorted(starts, start, side="right") - 1
-    return np.where(usable, idx, 0)
+    first, last = int(s.min()), int(s.max())
+    if last - first <= _MONTHS_STEPPED * 28 * 86400:
+        starts = cycle_starts(timezone, bill_cycle_day, first, last)
+        idx = np.searchsorted(starts, start, side="right") - 1
+        return np.where(usable, idx, 0)
+    s = np.unique(s)  # sorted; the file spans centuries: a sort is the cheap part now
+    lows, months = [], []
+    k = 0
+    while k < len(s):
+        name = cycle_of(int(s[k]), bill_cycle_day, timezone)
+        low, end = cycle_bounds(name, bill_cycle_day, timezone)
+        year, month = parse_cycle(name)
+        lows.append(low)
+        months.append(year * 12 + month)
+        k = int(np.searchsorted(s, end, side="left"))  # the first start of a later cycle
+    months = np.array(months, np.int64) - months[0]
+    at = np.searchsorted(np.array(lows, np.int64), start, side="right") - 1
+    return np.where(usable, months[np.maximum(at, 0)], 0)
+
+
+_MONTHS_STEPPED = 1200
 
 
 def _take_batch(batch: CdrBatch, rows: np.ndarray) -> CdrBatch:
@@ -426,10 +436,14 @@ def write_rated_csv(parsed: ParsedCdrs, rated: RatedBatch, compiled, decimals: i
     """
     table = parsed.table.drop_columns([c for c in OUTPUT_COLUMNS if c in parsed.table.column_names])
     names = table.column_names + list(OUTPUT_COLUMNS)
-    cols = [_string_buffers(c) for c in table.columns
-            if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)]
+    strings = [(f, c) for f, c in zip(table.schema, table.columns, strict=True)
+               if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)]
+    cols = [_string_buffers(c) for _, c in strings]
+    # a column the reader marked PLAIN was looked at already (`billing.cdr_read._mark_plain`)
+    looked = [f.metadata == PLAIN for f, _ in strings]
     if (len(cols) < table.num_columns or any(ch in name for name in names for ch in ',"\r\n')
-            or any(BK._has_special(data, off[0], off[-1]) for off, data in cols)):
+            or any(not seen and BK._has_special(data, off[0], off[-1])
+                   for seen, (off, data) in zip(looked, cols, strict=True))):
         write_rated(rated_table(parsed, rated, compiled, decimals), out)
         return
     step = 10 ** (6 - decimals)
@@ -493,7 +507,7 @@ class Summary:
     rated: int
     duplicate: int
     rejected: int
-    net_charge: int  # micro-units, sum over rated rows
+    net_charge: int  # micro-units, sum over rated rows: a Python int, exact at any size
 
     def text(self, decimals: int) -> str:
         from rating.money import format_money
@@ -511,8 +525,21 @@ def summarize(rated: RatedBatch) -> Summary:
         rated=int(ok.sum()),
         duplicate=int(dup.sum()),
         rejected=int((~ok & ~dup).sum()),
-        net_charge=int(rated.net_charge[ok].sum()),
+        net_charge=exact_sum(rated.net_charge[ok]),
     )
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of int64 values, as a Python int (numpy's own int64 sum wraps around).
+
+    Each value is split into its high and low 32 bits; a part's sum over 2^30 values stays
+    below 2^62, so the int64 sums of the parts are exact, and are joined as Python ints."""
+    v = np.asarray(values, np.int64)
+    total = 0
+    for a in range(0, len(v), 1 << 30):
+        part = v[a:a + (1 << 30)]
+        total += (int((part >> 32).sum()) << 32) + int((part & 0xFFFFFFFF).sum())
+    return total
 
 
 def to_csv_bytes(table: pa.Table) -> bytes:

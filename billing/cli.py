@@ -103,14 +103,36 @@ def _rate(args, cdrs, catalogs, compiler, reading) -> int:
                              id_order=id_order)
     rated = cdrs.rate_cdrs(compiled, parsed, catalog.timezone, args.bill_cycle_day)
     decimals = catalog.rounding.decimals
-    try:
-        if args.out:
+    # Everything that can fail is done before the first byte goes out.
+    summary = cdrs.summarize(rated).text(decimals)
+    if args.out:
+        try:
             cdrs.write_rated_csv(parsed, rated, compiled, decimals, args.out)
-        else:
+        except OSError as exc:
+            return _fail(f"--out {args.out}: cannot write: {exc}")
+    else:
+        try:
             sys.stdout.flush()
             cdrs.write_rated_csv(parsed, rated, compiled, decimals, sys.stdout.buffer)
             sys.stdout.buffer.flush()
-    except OSError as exc:
-        return _fail(f"--out {args.out}: cannot write: {exc}")
-    print(f"ccs rate: {cdrs.summarize(rated).text(decimals)}", file=sys.stderr)
+        except BrokenPipeError:
+            return _reader_gone()
+        except OSError as exc:
+            return _fail(f"standard output: cannot write: {exc}")
+    print(f"ccs rate: {summary}", file=sys.stderr)
     return 0
+
+
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
+
+
+def _reader_gone() -> int:
+    """The reader of standard output closed it (`ccs rate ... | head`): stop quietly, as a
+    tool killed by SIGPIPE does. Standard output is pointed at /dev/null first, so that
+    the interpreter's own flush at exit finds nothing to complain about."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_EXIT

@@ -9,6 +9,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# The years a CDR start may have: a cycle either side of any such instant, in any timezone,
+# stays inside the years 1..9999 that cycle arithmetic (`rating.cycles`, Python's calendar)
+# can compute with; beyond them a start is malformed, not a crash.
+MIN_YEAR, MAX_YEAR = 2, 9998
+
 # Every kernel is nogil: `ccs rate` runs them on two threads at once, and on one thread while
 # another does GIL-bound work; none touches a Python object. The small writers are inlined
 # into the row loop (`inline="always"`): a call per field cost more than the field.
@@ -22,8 +27,8 @@ def _parse_starts(offsets, data, epoch, nanos, ok):
     whole seconds (0 when invalid); nanos: int64[n] out, the fraction in nanoseconds, 0..10^9-1
     (0 when none or invalid): the instant is epoch + nanos / 10^9; ok: bool[n] out. Accepted:
     `YYYY-MM-DD`, `T`/`t`/space, `HH:MM:SS`, optional `.` and 1..9 fraction digits, then
-    `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM` (or `-`). Returns True when some valid start has a
-    nonzero fraction.
+    `Z`/`z`, `+HH`, `+HHMM` or `+HH:MM` (or `-`); the year MIN_YEAR..MAX_YEAR. Returns True
+    when some valid start has a nonzero fraction.
     """
     n = len(offsets) - 1
     any_fraction = False
@@ -98,7 +103,7 @@ def _parse_starts(offsets, data, epoch, nanos, ok):
         else:
             continue
         leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
-        if month < 1 or month > 12 or year < 1 or day < 1:
+        if month < 1 or month > 12 or year < MIN_YEAR or year > MAX_YEAR or day < 1:
             continue
         if month == 2:
             dim = 29 if leap else 28
@@ -321,3 +326,149 @@ def _write_rows(buf, chunk_offsets, chunk_data, lo, reason, malformed_column, de
         buf[pos] = 10
         pos += 1
     return pos
+
+
+@njit(cache=True, nogil=True)
+def _utf8_length(data, i):
+    """Length (1..4) of the well-formed UTF-8 sequence at data[i] (uint8), 0 when ill-formed
+    (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF, cut short)."""
+    n = len(data)
+    c = data[i]
+    if c < 128:
+        return 1
+    if c < 0xC2 or c > 0xF4:
+        return 0
+    k = 2 if c < 0xE0 else (3 if c < 0xF0 else 4)
+    if i + k > n:
+        return 0
+    lo, hi = 0x80, 0xBF  # the range of the first continuation byte
+    if c == 0xE0:
+        lo = 0xA0
+    elif c == 0xED:
+        hi = 0x9F
+    elif c == 0xF0:
+        lo = 0x90
+    elif c == 0xF4:
+        hi = 0x8F
+    if data[i + 1] < lo or data[i + 1] > hi:
+        return 0
+    for p in range(i + 2, i + k):
+        if data[p] < 0x80 or data[p] > 0xBF:
+            return 0
+    return k
+
+
+def _byte_classes(specials: bytes) -> np.ndarray:
+    """uint8[256]: 1 for the bytes listed and every byte >= 0x80, 0 for the others."""
+    table = np.zeros(256, np.uint8)
+    table[128:] = 1
+    table[list(specials)] = 1
+    return table
+
+
+# What ends a run of plain text outside quotes, and inside them (`_scan_lines`).
+_OUTSIDE = _byte_classes(b',"\n\r')
+_INSIDE = _byte_classes(b'"\n\r')
+
+
+@njit(cache=True, nogil=True)
+def _scan_lines(data, lo, width, bad_row, bad_start, bad_stop, bad_next, counts):
+    """Split CSV text into physical lines and find the lines that are not one plain row.
+
+    data: uint8[...], the file; lines start at `lo` (after the header line). A line ends at
+    LF, CR LF or CR, also inside quotes: a quoted field (one that starts with `"`; `""` in it
+    is a quote; after its closing quote the rest of the field is plain text) that does not
+    close on its line makes the line bad. An empty line is blank, not a row. A row is bad
+    when it is cut by an open quote or has other than `width` fields. For the first
+    len(bad_row) bad rows: bad_row int64 out, the row's index among rows (blank lines not
+    counted); bad_start / bad_stop / bad_next int64 out: where its text starts, ends (before
+    the line end) and where the next line starts. counts int64[6] out: rows, physical lines,
+    bad rows (all of them), and for the first byte that is not UTF-8 (then the scan stops):
+    its position (-1: none), its line (0 = the first after `lo`) and field (0-based).
+    """
+    n = len(data)
+    cap = len(bad_row)
+    rows = 0
+    lines = 0
+    bad = 0
+    counts[3] = -1
+    counts[4] = -1
+    counts[5] = -1
+    i = lo
+    while i < n:
+        start = i
+        fields = 1
+        quoted = False
+        field_start = True
+        stop = n
+        nxt = n
+        while True:
+            # runs of plain text first: one table look-up per byte
+            if quoted:
+                while i < n and _INSIDE[data[i]] == 0:
+                    i += 1
+            else:
+                j = i
+                while j < n and _OUTSIDE[data[j]] == 0:
+                    j += 1
+                if j > i:
+                    field_start = False
+                    i = j
+            if i >= n:
+                break
+            c = data[i]
+            if c >= 128:
+                k = _utf8_length(data, i)
+                if k == 0:
+                    counts[0] = rows
+                    counts[1] = lines
+                    counts[2] = bad
+                    counts[3] = i
+                    counts[4] = lines
+                    counts[5] = fields - 1
+                    return
+                i += k
+                field_start = False
+            elif c == 10 or c == 13:
+                stop = i
+                nxt = i + 2 if c == 13 and i + 1 < n and data[i + 1] == 10 else i + 1
+                break
+            elif c == 34:
+                if quoted:
+                    if i + 1 < n and data[i + 1] == 34:
+                        i += 1
+                    else:
+                        quoted = False
+                elif field_start:
+                    quoted = True
+                field_start = False
+                i += 1
+            else:  # a comma outside quotes
+                fields += 1
+                field_start = True
+                i += 1
+        lines += 1
+        if stop > start:
+            if quoted or fields != width:
+                if bad < cap:
+                    bad_row[bad] = rows
+                    bad_start[bad] = start
+                    bad_stop[bad] = stop
+                    bad_next[bad] = nxt
+                bad += 1
+            rows += 1
+        i = nxt
+    counts[0] = rows
+    counts[1] = lines
+    counts[2] = bad
+
+
+@njit(cache=True, nogil=True)
+def _copy_spans(data, starts, stops, out):
+    """Copy data[starts[k]:stops[k]] (uint8; int64 bounds) one after the other into out."""
+    at = 0
+    for k in range(len(starts)):
+        m = stops[k] - starts[k]
+        out[at:at + m] = data[starts[k]:stops[k]]
+        at += m
+    return at
