@@ -201,8 +201,11 @@ def totals(compiled, rating: Rating, standing: Standing, used: int, covered: int
     if ru == 0:
         return Totals(used, 0, 0, 0, 0, 0)
     disc = [(compiled.discount_id[n], v) for n, v in standing.discounts]
-    p = engine.price(compiled, rating.entry, ru - covered, standing.tier, disc,
-                     connect_fee=covered == 0)
+    try:
+        p = engine.price(compiled, rating.entry, ru - covered, standing.tier, disc,
+                         connect_fee=covered == 0)
+    except ValueError as exc:  # an accumulator would reach 2^53: `overflow`, as offline
+        raise NotRateable("overflow", str(exc)) from None
     return Totals(used, ru, covered, p.charge, p.discount, p.net)
 
 
