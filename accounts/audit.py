@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import redis
 
+from accounts.cluster import get_many
 from accounts.keys import (
     ACCOUNTS_PATTERN,
     AccountKeys,
@@ -161,8 +162,7 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
         check(f"reservations.units:{b.id}", b.reserved, held)
     # the account's MSISDN keys (and its id's, when the id reads as one) name it
     numbers = index_names(account_id, stored.msisdns)
-    for n, raw in zip(numbers, r.mget([msisdn_key(n) for n in numbers]) if numbers else [],
-                      strict=True):
+    for n, raw in zip(numbers, get_many(r, [msisdn_key(n) for n in numbers]), strict=True):
         owner = None if raw is None else parse_msisdn(text(raw))
         if owner is None or owner[0].account_id != account_id or owner[1] != claim.token:
             check(f"msisdn:{n}", owner and owner[0].account_id, account_id)

@@ -12,6 +12,7 @@ the keys that still hold its own value (`drop.lua`). See docs/accounts.md "Creat
 
 from __future__ import annotations
 
+from accounts.cluster import get_many
 from accounts.errors import AccountError, AccountExists
 from accounts.keys import (
     Claim,
@@ -124,8 +125,7 @@ def written_owner(r, subscriber: str) -> str | None:
     if number is not None:
         names.append((None, msisdn_key(number)))
     found = []  # (account id, keys, token)
-    for (account_id, _), raw in zip(names, r.mget([k for _, k in names]) if names else [],
-                                    strict=True):
+    for (account_id, _), raw in zip(names, get_many(r, [k for _, k in names]), strict=True):
         if raw is None:
             continue
         if account_id is not None:

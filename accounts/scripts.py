@@ -2,7 +2,9 @@
 
 Each verb is ``_lib.lua`` followed by the verb's file (Redis scripts cannot share code);
 ``lua/index/*.lua`` are one-key helpers of the global index keys, without the prelude.
-EVALSHA first, on NoScriptError (a restarted or flushed server) SCRIPT LOAD and retry once.
+EVALSHA first, on NoScriptError (a restarted or flushed server) SCRIPT LOAD and retry once. On
+a Redis Cluster EVALSHA goes to the node of the script's keys and SCRIPT LOAD to every primary,
+so a node that lost its scripts is reloaded the same way.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
+
+from accounts.cluster import is_cluster_pipeline
 
 LUA_DIR = Path(__file__).with_name("lua")
 
@@ -31,6 +36,8 @@ class LuaScript:
         """Run on a client (returns the reply) or queue on a pipeline (see ``execute``)."""
         if isinstance(client, Pipeline):
             return client.evalsha(self.sha, len(keys), *keys, *args)
+        if is_cluster_pipeline(client):  # queued as a plain command (see ``execute``)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -65,7 +72,14 @@ class ScriptRegistry:
     def execute(self, pipe: Pipeline, client) -> list:
         """Run a pipeline of queued commands; EVALSHAs refused with NoScriptError (the server
         lost its script cache) are loaded and re-run one by one on ``client``: they did not
-        run, and every verb is idempotent on its op id anyway."""
+        run, and every verb is idempotent on its op id anyway.
+
+        On a Redis Cluster the commands run one after the other, in the order queued: a
+        cluster pipeline sends each node its part at the same time, so a ZADD of the expiry
+        index (another slot) could run before the script it follows, and the store's index
+        rules rely on that order (docs/accounts.md "Reservations and the sweeper")."""
+        if is_cluster_pipeline(pipe):
+            return self._in_order(pipe, client)
         queued = [(args, opts) for args, opts in pipe.command_stack]
         results = pipe.execute(raise_on_error=False)
         by_sha = {s.sha: s for s in self.scripts.values()}
@@ -79,6 +93,32 @@ class ScriptRegistry:
             elif isinstance(res, Exception):
                 raise res
             out.append(res)
+        return out
+
+    def _in_order(self, pipe, client) -> list:
+        """Run a cluster pipeline's queued commands on ``client`` one by one (EVALSHA through
+        its script: NoScriptError loads it and retries), the first error raised after all ran,
+        as a pipeline does."""
+        strategy = getattr(pipe, "_execution_strategy", None)  # redis-py >= 6
+        queued = list(strategy.command_queue if strategy is not None else pipe.command_stack)
+        pipe.reset()
+        by_sha = {s.sha: s for s in self.scripts.values()}
+        out, first_error = [], None
+        for cmd in queued:
+            args = cmd.args
+            try:
+                if str(args[0]).upper() == "EVALSHA":
+                    nkeys = int(args[2])
+                    keys, argv = list(args[3 : 3 + nkeys]), list(args[3 + nkeys :])
+                    res = by_sha[args[1]](client, keys, argv)
+                else:
+                    res = client.execute_command(*args, **cmd.options)
+            except redis.RedisError as exc:
+                res = exc
+                first_error = first_error or exc
+            out.append(res)
+        if first_error is not None:
+            raise first_error
         return out
 
 

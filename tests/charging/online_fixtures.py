@@ -64,3 +64,13 @@ def voice(rg=1, *, requested=None, used=0, dest=MOBILE):
 
 def req(kind, sid, n, units, *, sub="alice", t=T0, action=None):
     return C.Request(sid, kind, n, sub, t, action, tuple(units))
+
+
+class Clock:
+    """A settable clock for the store and the node, at T0 first."""
+
+    def __init__(self):
+        self.t = T0
+
+    def __call__(self):
+        return self.t

@@ -11,7 +11,7 @@ from accounts.store import AccountStore
 from charging import charge as C
 from rating.catalog import parse_catalog
 from rating.compiler import compile_catalog
-from tests.charging.online_fixtures import CATALOG, FIXED, NIGHT, T0, req, voice
+from tests.charging.online_fixtures import CATALOG, FIXED, NIGHT, T0, Clock, req, voice
 
 EUR = 1_000_000
 
@@ -20,14 +20,6 @@ EUR = 1_000_000
 def cat():
     catalog = parse_catalog(CATALOG)
     return catalog, compile_catalog(catalog)
-
-
-class Clock:
-    def __init__(self):
-        self.t = T0
-
-    def __call__(self):
-        return self.t
 
 
 @pytest.fixture
