@@ -47,11 +47,15 @@ from accounts.model import (
 )
 from accounts.scripts import registry
 from accounts.validation import (
+    LAST_ENTRY_ID,
     check_amount,
     check_bill_cycle_day,
-    check_iso_date,
+    check_ledger_after,
+    check_ledger_count,
     check_msisdns,
+    check_op_id,
     check_positive_int,
+    check_subscription_dates,
     check_text,
     counters_arg,
     credit_limit_arg,
@@ -157,7 +161,7 @@ class AccountStore:
         return hashlib.sha1(blob.encode()).hexdigest()[:24]
 
     def _args(self, verb, account_id, op_id, params, content, claim: Claim, now):
-        check_text(op_id, "op_id")
+        check_op_id(op_id)
         return [
             op_id,
             self._fingerprint(verb, account_id, content),
@@ -265,10 +269,7 @@ class AccountStore:
         if offer is None:
             raise InvalidState("offer", f"no offer {offer_name!r} in the catalog")
         tz = self.catalog.timezone
-        if from_date:
-            start = check_iso_date(from_date, "from_date")
-        else:
-            start = local_date(now, tz).isoformat()
+        start, end = check_subscription_dates(from_date, to_date, local_date(now, tz).isoformat())
         sub = {
             "offer": offer.name,
             "from": start,
@@ -278,11 +279,9 @@ class AccountStore:
             "gifts": [],
             "topup": [],
         }
-        if to_date is not None:
-            if check_iso_date(to_date, "to_date") < start:
-                raise AccountError("to_date", f"{to_date} is before from_date {start}")
-            sub["to"] = to_date
-            sub["to_utc"] = str(local_midnight_utc(date.fromisoformat(to_date), tz))
+        if end is not None:
+            sub["to"] = end
+            sub["to_utc"] = str(local_midnight_utc(date.fromisoformat(end), tz))
         for al in offer.allowances:
             item = {"name": al.name, "service": al.service, "units": str(al.units)}
             if al.destinations is not None:
@@ -609,6 +608,10 @@ class AccountStore:
 
     def ledger(self, account_id, *, count: int = 100, after: str = "-") -> list[dict]:
         """Ledger entries oldest first, ``count`` at most, strictly after entry id ``after``."""
+        check_ledger_count(count)
+        check_ledger_after(after)
         keys, _ = self._lookup(account_id)
+        if after == LAST_ENTRY_ID:  # nothing can follow it (and XRANGE cannot say so)
+            return []
         start = "-" if after == "-" else f"({after}"
         return [ledger_entry(i, f) for i, f in self.r.xrange(keys.ledger, start, "+", count=count)]

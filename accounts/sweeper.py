@@ -17,15 +17,17 @@ from accounts.keys import (
     split_expiry_member,
 )
 from accounts.model import pairs, reservation_from_json, text
+from accounts.validation import check_grace
 
 
 def sweep_expired(store, now: int | None = None, limit: int = 1000) -> int:
     """Release up to ``limit`` reservations whose ``expires_at + grace_s <= now``; returns how
     many this call released (a reservation released by a racing sweeper is not counted)."""
+    grace_s = check_grace(store.grace_s)  # a negative grace would release live reservations
     now = store.now() if now is None else int(now)
     r = store.r
     due = r.zrangebyscore(
-        EXPIRY_INDEX, "-inf", now - store.grace_s, start=0, num=limit, withscores=True
+        EXPIRY_INDEX, "-inf", now - grace_s, start=0, num=limit, withscores=True
     )
     released = 0
     for raw_member, score in due:
@@ -56,6 +58,7 @@ def sweep_unindexed(store, now: int | None = None, scan_count: int = 500) -> int
     this; run it rarely (e.g. hourly). Safe beside ``sweep_expired`` and other sweepers: the
     release re-checks inside Redis under the same op id as the fast path would use. Returns
     how many reservations this call released."""
+    grace_s = check_grace(store.grace_s)
     now = store.now() if now is None else int(now)
     r = store.r
     released = 0
@@ -72,7 +75,7 @@ def sweep_unindexed(store, now: int | None = None, scan_count: int = 500) -> int
         for session, raw in pairs(r.hgetall(key)).items():
             expires_at = reservation_from_json(session, raw).expires_at
             member = expiry_member(account_id, session)
-            if expires_at + store.grace_s > now:
+            if expires_at + grace_s > now:
                 r.zadd(EXPIRY_INDEX, {member: expires_at}, nx=True)
                 continue
             res = store.release_expired(account_id, session, expires_at=expires_at, now=now)
@@ -86,7 +89,9 @@ def run_sweeper(store, stop, *, interval_s: float = 1.0, slow_every_s: float = 3
     """Sweep until the `stop` event is set: `sweep_expired` every `interval_s`, and the slow
     `sweep_unindexed` every `slow_every_s` (and once at start). Run it in a thread of every
     node: sweepers on several nodes never release one reservation twice. A failed round
-    (Redis away, say) is passed to `on_error` and retried at the next tick."""
+    (Redis away, say) is passed to `on_error` and retried at the next tick; a bad grace is
+    refused before the first round."""
+    check_grace(store.grace_s)
     next_slow = 0.0
     while not stop.is_set():
         try:

@@ -22,6 +22,7 @@ from accounts.errors import (
     UnknownAccount,
 )
 from accounts.presentation import ledger_to_dict, money_text
+from accounts.validation import check_ledger_count, check_op_id
 from proto.ccs.v1 import accounts_pb2 as pb
 from proto.ccs.v1 import accounts_pb2_grpc
 from proto.ccs.v1.common_pb2 import Units
@@ -82,6 +83,11 @@ def _required(value: str, field: str) -> str:
     if not value:
         raise _invalid(field, "required")
     return value
+
+
+def _op_id(request) -> str:
+    """The request's op id: required, then the store's one rule for op ids."""
+    return check_op_id(_required(request.op_id, "op_id"))
 
 
 def _timestamp(seconds: int | None) -> Timestamp | None:
@@ -193,7 +199,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     @_rpc
     def CreateAccount(self, request):
-        op_id = _required(request.op_id, "op_id")
+        op_id = _op_id(request)
         account_id = _required(request.account_id, "account_id")
         limit = self._credit_limit(request.payment_type, request.credit_limit)
         return self._reply(self.store.create(
@@ -209,7 +215,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     @_rpc
     def TopUp(self, request):
-        op_id = _required(request.op_id, "op_id")
+        op_id = _op_id(request)
         account_id = _required(request.account_id, "account_id")
         amount = parse_money(_required(request.amount, "amount"), "amount", allow_negative=False)
         return self._reply(self.store.topup(account_id, amount, op_id=op_id,
@@ -217,7 +223,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     @_rpc
     def Adjust(self, request):
-        op_id = _required(request.op_id, "op_id")
+        op_id = _op_id(request)
         account_id = _required(request.account_id, "account_id")
         amount = parse_money(_required(request.amount, "amount"), "amount")
         return self._reply(self.store.adjust(account_id, amount, op_id=op_id,
@@ -225,7 +231,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     @_rpc
     def SetStatus(self, request):
-        op_id = _required(request.op_id, "op_id")
+        op_id = _op_id(request)
         account_id = _required(request.account_id, "account_id")
         if request.status == pb.ACCOUNT_STATUS_UNSPECIFIED:
             raise _invalid("status", "required (ACTIVE, SUSPENDED or TERMINATED)")
@@ -236,7 +242,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     @_rpc
     def ChangePaymentType(self, request):
-        op_id = _required(request.op_id, "op_id")
+        op_id = _op_id(request)
         account_id = _required(request.account_id, "account_id")
         limit = self._credit_limit(request.payment_type, request.credit_limit)
         return self._reply(self.store.change_payment_type(account_id, limit, op_id=op_id),
@@ -244,7 +250,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     @_rpc
     def Subscribe(self, request):
-        op_id = _required(request.op_id, "op_id")
+        op_id = _op_id(request)
         account_id = _required(request.account_id, "account_id")
         offer = _required(request.offer, "offer")
         return self._reply(self.store.subscribe(
@@ -254,8 +260,8 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
     @_rpc
     def ListLedger(self, request):
         account_id = _required(request.account_id, "account_id")
-        entries = self.store.ledger(account_id, count=request.limit or _DEFAULT_LEDGER_LIMIT,
-                                    after=request.after or "-")
+        count = check_ledger_count(request.limit or _DEFAULT_LEDGER_LIMIT, "limit")
+        entries = self.store.ledger(account_id, count=count, after=request.after or "-")
         return pb.ListLedgerReply(entries=[_ledger_entry(e) for e in entries])
 
 
