@@ -12,10 +12,10 @@ import os
 import sys
 import time
 import uuid
-from datetime import date
 
 import redis
 
+from accounts.embedded import RedisUrlError
 from accounts.errors import (
     AccountError,
     AccountExists,
@@ -24,7 +24,16 @@ from accounts.errors import (
     OpIdConflict,
     UnknownAccount,
 )
+from accounts.keys import AccountKeys, check_account_id, lookup_key
 from accounts.presentation import account_text, account_to_dict, ledger_to_dict, money_text
+from accounts.validation import (
+    check_grace,
+    check_ledger_after,
+    check_ledger_count,
+    check_msisdns,
+    check_op_id,
+    check_subscription_dates,
+)
 from rating.money import MoneyError, parse_money
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -48,6 +57,11 @@ class _Session:
         self._embedded = None
         self._store = None
         self._catalog = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether Redis answered: from then on a lost answer leaves the outcome unknown."""
+        return self._client is not None
 
     @property
     def client(self):
@@ -90,8 +104,9 @@ class _Session:
 def _sweep(session, args) -> int:
     from accounts.sweeper import sweep_expired, sweep_unindexed
 
+    grace = check_grace(args.grace, "--grace")
     store = session.store
-    store.grace_s = args.grace
+    store.grace_s = grace
     released = sweep_unindexed(store) if args.all else 0
     while batch := sweep_expired(store):
         released += batch
@@ -107,13 +122,20 @@ def _runner(verb: str, handler):
         except _REFUSALS as exc:
             print(f"ccs accounts {verb}: refused: {exc}", file=sys.stderr)
             return EXIT_REFUSED
-        except (UsageError, MoneyError, AccountError) as exc:
+        except (UsageError, MoneyError, AccountError, RedisUrlError) as exc:
             # any other AccountError is input the store validated: a bad id, MSISDN, date, ...
             print(f"ccs accounts {verb}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if session.connected:  # the change may have been applied: say how to retry it
+                _announce_op_id(args)
             print(f"ccs accounts {verb}: Redis unavailable: {exc}", file=sys.stderr)
             return EXIT_REFUSED
+        except KeyboardInterrupt:
+            if session.connected:
+                _announce_op_id(args)
+            print(f"ccs accounts {verb}: interrupted", file=sys.stderr)
+            return 130
         finally:
             session.close()
 
@@ -140,34 +162,41 @@ def _credit_limit(args) -> int | None:
     return limit
 
 
-def _iso_date(text: str | None, field: str) -> str | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError as exc:
-        raise UsageError(f"{field}: expected a date YYYY-MM-DD, got {text!r}") from exc
-
-
 def _op_id(args) -> str:
-    """The operator's --op-id, else a fresh one that is printed so the command can be retried."""
-    if args.op_id:
-        return args.op_id
+    """The operator's --op-id (checked), else a fresh one. A generated one is printed with
+    the answer (`_announce_op_id`), or with the error when Redis went away mid-command (the
+    outcome is then unknown and a retry with it is safe); never for input that was refused."""
+    if args.op_id is not None:
+        return check_op_id(args.op_id, "--op-id")
     args.op_id = str(uuid.uuid4())
-    print(f"op-id: {args.op_id} (generated; retry with --op-id {args.op_id})")
+    args.op_id_generated = True
     return args.op_id
+
+
+def _announce_op_id(args) -> None:
+    """Print a generated op id, once, before the command's answer."""
+    if getattr(args, "op_id_generated", False):
+        args.op_id_generated = False
+        print(f"op-id: {args.op_id} (generated; retry with --op-id {args.op_id})")
+
+
+def _today(session) -> str:
+    from rating.cycles import local_date
+
+    return local_date(_now(), session.catalog.timezone).isoformat()
 
 
 def _now() -> int:
     return int(time.time())
 
 
-def _report(result, what: str) -> int:
+def _report(args, result, what: str) -> int:
     """Print the outcome of a mutating store call; a domain refusal exits 1."""
     if result.code != "ok":
         detail = ", ".join(f"{k}={v}" for k, v in sorted(result.detail.items()))
         print(f"refused: {result.code}" + (f" ({detail})" if detail else ""), file=sys.stderr)
         return EXIT_REFUSED
+    _announce_op_id(args)
     if not result.applied:
         print(f"already applied (op-id {result.op_id}): nothing changed")
     account = result.account
@@ -182,14 +211,19 @@ def _report(result, what: str) -> int:
 # --- verbs ------------------------------------------------------------------------------------
 
 def _create(session, args) -> int:
+    check_account_id(args.id)
     limit = _credit_limit(args)
     if not 1 <= args.bill_cycle_day <= 31:
         raise UsageError(f"--bill-cycle-day: expected 1..31, got {args.bill_cycle_day}")
+    check_msisdns(args.msisdn)
+    if args.parent is not None:
+        check_account_id(args.parent, "parent")
     op_id = _op_id(args)
     result = session.store.create(
         args.id, credit_limit=limit, currency=args.currency, msisdns=tuple(args.msisdn),
         bill_cycle_day=args.bill_cycle_day, parent=args.parent, offers=tuple(args.offer),
         op_id=op_id)
+    _announce_op_id(args)
     if not result.applied:
         print(f"already applied (op-id {op_id}): nothing changed")
     account = result.account
@@ -210,51 +244,56 @@ def _show(session, args) -> int:
 
 
 def _topup(session, args) -> int:
+    check_account_id(args.id)
     amount = _amount(args.amount, "amount")
     op_id = _op_id(args)
     result = session.store.topup(args.id, amount, op_id=op_id, currency=args.currency)
-    return _report(result, f"topped up {money_text(amount)}")
+    return _report(args, result, f"topped up {money_text(amount)}")
 
 
 def _adjust(session, args) -> int:
+    check_account_id(args.id)
     amount = _amount(args.amount, "amount", allow_negative=True)
     if not args.reason.strip():
         raise UsageError("--reason: required, and not blank")
     op_id = _op_id(args)
     result = session.store.adjust(args.id, amount, op_id=op_id, reason=args.reason)
-    return _report(result, f"adjusted by {money_text(amount)} ({args.reason})")
+    return _report(args, result, f"adjusted by {money_text(amount)} ({args.reason})")
 
 
 def _status_verb(status: str, what: str):
     def handler(session, args) -> int:
+        check_account_id(args.id)
         op_id = _op_id(args)
         result = session.store.set_status(args.id, status, op_id=op_id, reason=args.reason or "")
-        return _report(result, what)
+        return _report(args, result, what)
 
     return handler
 
 
 def _convert(session, args) -> int:
+    check_account_id(args.id)
     limit = _credit_limit(args)
     op_id = _op_id(args)
     result = session.store.change_payment_type(args.id, limit, op_id=op_id)
-    return _report(result, "converted to " + ("prepaid" if limit == 0 else "postpaid"))
+    return _report(args, result, "converted to " + ("prepaid" if limit == 0 else "postpaid"))
 
 
 def _subscribe(session, args) -> int:
-    from_date = _iso_date(args.from_date, "--from")
-    to_date = _iso_date(args.to_date, "--to")
-    if from_date and to_date and to_date <= from_date:
-        raise UsageError(f"--to: {to_date} must be after --from {from_date} (to is exclusive)")
+    check_account_id(args.id)
+    # the rule of the store and the gRPC service, with the CLI's argument names
+    from_date, to_date = check_subscription_dates(args.from_date, args.to_date, _today(session),
+                                                  fields=("--from", "--to"))
     op_id = _op_id(args)
     result = session.store.subscribe(args.id, args.offer, op_id=op_id, from_date=from_date,
                                      to_date=to_date)
-    return _report(result, f"subscribed to {args.offer}")
+    return _report(args, result, f"subscribed to {args.offer}")
 
 
 def _ledger(session, args) -> int:
-    if args.limit < 1:
-        raise UsageError(f"--limit: expected a positive count, got {args.limit}")
+    check_account_id(args.id)
+    check_ledger_count(args.limit, "--limit")
+    check_ledger_after(args.after, "--after")
     entries = [ledger_to_dict(e) for e in
                session.store.ledger(args.id, count=args.limit, after=args.after)]
     if args.json:
@@ -275,9 +314,23 @@ def _compact(value) -> str:
     return str(value)
 
 
+def _known(client, account_id: str) -> bool:
+    """Whether anything of the account is stored: its lookup key, or its account hash as a
+    root or as a child of any root (an account that lost its lookup key is still audited)."""
+    if client.exists(lookup_key(account_id), AccountKeys(account_id, account_id).account):
+        return True
+    return next(iter(client.scan_iter(match=f"{{a:*}}:{account_id}:acct", count=1000)),
+                None) is not None
+
+
 def _audit(session, args) -> int:
     from accounts.audit import audit
 
+    for account_id in args.ids:
+        check_account_id(account_id, "ID")
+    for account_id in args.ids:
+        if not _known(session.client, account_id):
+            raise UsageError(f"ID: unknown account {account_id!r}")
     findings = audit(session.client, list(args.ids) or None)
     for f in findings:
         print(f"{f.account}: {f.field}: stored {f.stored}, replayed {f.replayed}")

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -186,17 +187,93 @@ def data_dir_default() -> Path:
     return Path(os.environ.get("CCS_DATA_DIR", DEFAULT_DATA_DIR))
 
 
+class RedisUrlError(ValueError):
+    """A Redis URL that cannot be used (bad input); the message names where it came from
+    (``--redis`` or ``$CCS_REDIS_URL``)."""
+
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _shown(url: str) -> str:
+    """The URL as it may be printed: a password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return url
+
+
+def client_for_url(url: str, source: str = "--redis") -> redis.Redis:
+    """A client for a redis://, rediss:// or unix:// URL; RedisUrlError naming `source` when
+    the URL is malformed (scheme, port, database). Nothing is contacted yet."""
+
+    def bad(reason: str) -> RedisUrlError:
+        return RedisUrlError(f"{source}: malformed Redis URL {_shown(url)!r}: {reason}")
+
+    from accounts import cluster  # redis+cluster://host:port[,host:port...]: a Redis Cluster
+
+    if cluster.is_cluster_url(url):
+        return cluster.client_for_url(url, source, bad)
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES:
+            raise bad("the scheme must be redis://, rediss:// or unix://")
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+        if parts.scheme != "unix":
+            db = parts.path.lstrip("/")
+            if db and not (db.isascii() and db.isdigit()):
+                raise bad(f"the database must be a number, got {db!r}")
+        # URL options (e.g. ?socket_connect_timeout=) win over this default
+        return redis.Redis.from_url(url, socket_connect_timeout=5.0)
+    except RedisUrlError:
+        raise
+    except ValueError as exc:
+        raise bad(str(exc)) from exc
+
+
+def check_reachable(client: redis.Redis, url: str, source: str = "--redis") -> None:
+    """PING the server once: redis.ConnectionError naming `source` and the URL when nothing or
+    something else than Redis answers; RedisUrlError when it refuses the URL's database."""
+    where = f"{source} {_shown(url)}"
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise redis.ConnectionError(f"{where}: {exc}") from exc
+    except redis.InvalidResponse as exc:
+        raise redis.ConnectionError(f"{where}: not a Redis server ({exc})") from exc
+    except redis.ResponseError as exc:
+        if "DB index" in str(exc):
+            db = client.connection_pool.connection_kwargs.get("db", 0)
+            raise RedisUrlError(f"{source}: {_shown(url)}: the server refused database {db} "
+                                f"({exc})") from exc
+        raise redis.ConnectionError(f"{where}: the server refused the connection ({exc})") from exc
+
+
 def connect(url: str | None = None, data_dir: str | os.PathLike | None = None,
             ) -> tuple[redis.Redis, EmbeddedRedis | None]:
     """A Redis client for `url`, else $CCS_REDIS_URL, else the embedded server.
 
-    The embedded server lives in `<data_dir>/redis` and records its port in `redis.port`; a
+    A URL is checked (RedisUrlError: malformed, or a database the server lacks) and the server
+    pinged once (redis.ConnectionError naming the URL: unreachable, or not Redis). The
+    embedded server lives in `<data_dir>/redis` and records its port in `redis.port`; a
     server already running there (a `ccs serve`, say) is reused, otherwise one is started and
     returned so that the caller stops it. The second item is None when nothing was started.
     """
-    url = url or os.environ.get("CCS_REDIS_URL")
+    source = "--redis"
+    if not url and os.environ.get("CCS_REDIS_URL"):
+        url, source = os.environ["CCS_REDIS_URL"], "$CCS_REDIS_URL"
     if url:
-        return redis.Redis.from_url(url), None
+        client = client_for_url(url, source)
+        try:
+            check_reachable(client, url, source)
+        except BaseException:
+            client.close()
+            raise
+        return client, None
     folder = Path(data_dir or data_dir_default()) / "redis"
     port_file = folder / "redis.port"
     if port_file.exists():
@@ -205,7 +282,7 @@ def connect(url: str | None = None, data_dir: str | os.PathLike | None = None,
             client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
             if client.ping():
                 return redis.Redis(host="127.0.0.1", port=port), None
-        except (ValueError, OSError, redis.ConnectionError, redis.TimeoutError):
+        except (ValueError, OSError, redis.RedisError):  # stale port file: start a new one
             pass
     server = EmbeddedRedis(folder).start()
     port_file.write_text(str(server.port))

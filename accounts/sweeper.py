@@ -1,13 +1,16 @@
 """The reservation sweeper: releases reservations not renewed within their validity + grace.
 
 Candidates come from the expiry index (a sorted set); the release script re-checks the
-reservation's own expires_at inside Redis, so several sweepers may run at once.
+reservation's own expires_at inside Redis, so several sweepers may run at once. Each release
+this sweeper made publishes an `EXPIRED` event (`accounts.events`) naming the session.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
+from accounts import events
 from accounts.errors import UnknownAccount
 from accounts.keys import (
     EXPIRY_INDEX,
@@ -20,9 +23,29 @@ from accounts.model import pairs, reservation_from_json, text
 from accounts.validation import check_grace
 
 
-def sweep_expired(store, now: int | None = None, limit: int = 1000) -> int:
+class SweeperStats:
+    """What a sweeper released, for the node's `/metrics` (`ccs_sweeper_released_total`)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.released = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.released += n
+
+
+def _released(store, account_id: str, session: str, now: int, stats) -> None:
+    """One reservation this sweeper released: the EXPIRED event and the count."""
+    events.publish(store.r, "EXPIRED", account_id, now, {"session": session})
+    if stats is not None:
+        stats.add(1)
+
+
+def sweep_expired(store, now: int | None = None, limit: int = 1000, stats=None) -> int:
     """Release up to ``limit`` reservations whose ``expires_at + grace_s <= now``; returns how
-    many this call released (a reservation released by a racing sweeper is not counted)."""
+    many this call released (a reservation released by a racing sweeper is not counted) and
+    adds them to ``stats`` (a SweeperStats)."""
     grace_s = check_grace(store.grace_s)  # a negative grace would release live reservations
     now = store.now() if now is None else int(now)
     r = store.r
@@ -44,13 +67,14 @@ def sweep_expired(store, now: int | None = None, limit: int = 1000) -> int:
             continue
         if res.applied and res.detail.get("found"):
             released += 1
+            _released(store, account_id, session, now, stats)
         # drop the entry unless a new reservation of the session re-indexed it meanwhile
         if r.zscore(EXPIRY_INDEX, member) == score:
             r.zrem(EXPIRY_INDEX, member)
     return released
 
 
-def sweep_unindexed(store, now: int | None = None, scan_count: int = 500) -> int:
+def sweep_unindexed(store, now: int | None = None, scan_count: int = 500, stats=None) -> int:
     """The slow path: read every account's reservations hash (SCAN), release those expired
     past the grace period whether indexed or not, and index the live ones the index lacks.
 
@@ -81,24 +105,25 @@ def sweep_unindexed(store, now: int | None = None, scan_count: int = 500) -> int
             res = store.release_expired(account_id, session, expires_at=expires_at, now=now)
             if res.applied and res.detail.get("found"):
                 released += 1
+                _released(store, account_id, session, now, stats)
     return released
 
 
 def run_sweeper(store, stop, *, interval_s: float = 1.0, slow_every_s: float = 3600.0,
-                on_error=None) -> None:
+                on_error=None, stats=None) -> None:
     """Sweep until the `stop` event is set: `sweep_expired` every `interval_s`, and the slow
     `sweep_unindexed` every `slow_every_s` (and once at start). Run it in a thread of every
     node: sweepers on several nodes never release one reservation twice. A failed round
     (Redis away, say) is passed to `on_error` and retried at the next tick; a bad grace is
-    refused before the first round."""
+    refused before the first round. ``stats`` (a SweeperStats) counts the releases."""
     check_grace(store.grace_s)
     next_slow = 0.0
     while not stop.is_set():
         try:
             if time.monotonic() >= next_slow:
-                sweep_unindexed(store)
+                sweep_unindexed(store, stats=stats)
                 next_slow = time.monotonic() + slow_every_s
-            while sweep_expired(store) and not stop.is_set():
+            while sweep_expired(store, stats=stats) and not stop.is_set():
                 pass  # a full batch may leave more due: keep going before sleeping
         except Exception as exc:  # noqa: BLE001 - the loop must outlive a failed round
             if on_error is not None:

@@ -34,24 +34,42 @@ def _cmd_version(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from accounts.embedded import connect
+    import redis
+
+    from accounts.embedded import RedisUrlError, connect
+    from accounts.errors import AccountError
+    from accounts.validation import check_grace
     from charging.server import build_node, wait_for_signal
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    catalog = store = sweeper = None
-    stop_sweeping = threading.Event()
-    client, embedded = connect(args.redis, args.data_dir)
     try:
-        if args.catalog:
-            from accounts.store import AccountStore
-            from rating.catalog import CatalogError, load_catalog
+        grace_s = check_grace(args.reservation_grace, "--reservation-grace")
+    except AccountError as exc:
+        print(f"ccs serve: {exc}", file=sys.stderr)
+        return 2
+    catalog = store = sweeper = None
+    if args.catalog:  # before Redis: a refused catalog must not start a server
+        from rating.catalog import CatalogError, load_catalog
 
-            try:
-                catalog = load_catalog(args.catalog)
-            except CatalogError as exc:
-                print(f"ccs serve: catalog refused:\n{exc}", file=sys.stderr)
-                return 2
-            store = AccountStore(client, catalog, grace_s=args.reservation_grace)
+        try:
+            catalog = load_catalog(args.catalog)
+        except CatalogError as exc:
+            print(f"ccs serve: catalog refused:\n{exc}", file=sys.stderr)
+            return 2
+    try:
+        client, embedded = connect(args.redis, args.data_dir)
+    except RedisUrlError as exc:
+        print(f"ccs serve: {exc}", file=sys.stderr)
+        return 2
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        print(f"ccs serve: Redis unavailable: {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop_sweeping = threading.Event()
+    try:
+        if catalog is not None:
+            from accounts.store import AccountStore
+
+            store = AccountStore(client, catalog, grace_s=grace_s)
         where = embedded.url if embedded else (args.redis or os.environ.get("CCS_REDIS_URL") or "shared embedded redis")
         node = build_node(args.listen, store=store, catalog=catalog)
         print(f"ccs node listening on {args.listen.rsplit(':', 1)[0]}:{node.port}; redis {where}", flush=True)
@@ -124,7 +142,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a writer whose reader left
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ccs command. A reader that goes away (`ccs ... | head -1`) ends any command
+    quietly with exit 141, whatever it was printing: no traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here for buffered output
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit: point it at /dev/null first
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)

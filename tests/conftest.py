@@ -50,6 +50,20 @@ def redis_client(redis_server):
     client.close()
 
 
+@pytest.fixture
+def http_port():
+    """A real tiny HTTP server on a loopback port: what a wrong `--redis` port may speak."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
 ADMIN_CATALOG = """\
 currency: EUR
 timezone: Europe/Berlin
