@@ -14,7 +14,7 @@ from datetime import date
 
 import redis
 
-from accounts import claims
+from accounts import claims, events
 from accounts.errors import (
     AccountError,
     AccountExists,
@@ -45,6 +45,7 @@ from accounts.model import (
     reservation_from_json,
     text,
 )
+from accounts.online import notify_reauthorize
 from accounts.scripts import registry
 from accounts.validation import (
     LAST_ENTRY_ID,
@@ -98,6 +99,7 @@ class AccountStore:
         # account id -> its lookup key's claim (keys, bill-cycle day, token), cached per
         # process; every script checks the token against the account's own (stale_meta)
         self._meta: dict[str, Claim] = {}
+        self._cycle_cache: dict[tuple[int, int], dict] = {}
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -145,15 +147,21 @@ class AccountStore:
         return self._lookup(account_id)[0]
 
     def _context(self, bcd: int, now: int, claim: str = "") -> str:
-        tz = self.catalog.timezone
-        cycle = cycle_of(now, bcd, tz)
-        cs, ce = cycle_bounds(cycle, bcd, tz)
-        csd, ced = cycle_dates(cycle, bcd)
-        return json.dumps({
-            "now": str(now), "today": local_date(now, tz).isoformat(), "cycle": cycle,
-            "cs": str(cs), "ce": str(ce), "csd": csd.isoformat(), "ced": ced.isoformat(),
-            "ttl": str(OP_TTL_S), "claim": claim,
-        })  # fmt: skip
+        # the local date and the cycle change only at local midnight, always a whole
+        # minute: computed once per minute and bill-cycle day (the zone arithmetic is slow)
+        key = (bcd, now // 60)
+        fixed = self._cycle_cache.get(key)
+        if fixed is None:
+            tz = self.catalog.timezone
+            cycle = cycle_of(now, bcd, tz)
+            cs, ce = cycle_bounds(cycle, bcd, tz)
+            csd, ced = cycle_dates(cycle, bcd)
+            fixed = {"today": local_date(now, tz).isoformat(), "cycle": cycle, "cs": str(cs),
+                     "ce": str(ce), "csd": csd.isoformat(), "ced": ced.isoformat()}
+            if len(self._cycle_cache) > 1024:
+                self._cycle_cache.clear()
+            self._cycle_cache[key] = fixed
+        return json.dumps({"now": str(now), **fixed, "ttl": str(OP_TTL_S), "claim": claim})
 
     @staticmethod
     def _fingerprint(verb: str, account_id: str, content) -> str:
@@ -244,7 +252,7 @@ class AccountStore:
         pipe = self.r.pipeline(transaction=False)
         pipe.zrem(EXPIRY_INDEX, member)
         pipe.hget(keys.reservations, session)
-        _, raw = pipe.execute()
+        _, raw = self.scripts.execute(pipe, self.r)  # in order, on a cluster too
         if raw is not None:
             expires_at = reservation_from_json(session, text(raw)).expires_at
             self.r.zadd(EXPIRY_INDEX, {member: expires_at})
@@ -430,7 +438,10 @@ class AccountStore:
             raise CurrencyMismatch(
                 "currency", f"{currency!r}: the account is in {self.catalog.currency}"
             )
-        return self._call("topup", account_id, op_id, {"amount": str(amount)}, [amount])
+        result = self._call("topup", account_id, op_id, {"amount": str(amount)}, [amount])
+        if result.applied:
+            notify_reauthorize(self, account_id, self.now())
+        return result
 
     def adjust(self, account_id, amount: int, *, op_id: str, reason: str = "") -> OpResult:
         check_amount(amount, "amount", negative=True, zero=False)
@@ -446,7 +457,11 @@ class AccountStore:
         if status not in STATUSES:
             raise AccountError("status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
         params = {"status": status, "reason": reason}
-        return self._call("set_status", account_id, op_id, params, [status, reason])
+        result = self._call("set_status", account_id, op_id, params, [status, reason])
+        if result.applied:
+            events.publish(self.r, "STATUS_CHANGED", account_id, self.now(),
+                           {"status": status, "reason": reason})
+        return result
 
     def change_payment_type(self, account_id, credit_limit: int | None, *, op_id: str) -> OpResult:
         cl = credit_limit_arg(credit_limit)
