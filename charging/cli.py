@@ -46,7 +46,7 @@ def _cmd_serve(args) -> int:
     except AccountError as exc:
         print(f"ccs serve: {exc}", file=sys.stderr)
         return 2
-    catalog = store = sweeper = None
+    catalog = store = sweeper = charger = notifier = None
     if args.catalog:  # before Redis: a refused catalog must not start a server
         from rating.catalog import CatalogError, load_catalog
 
@@ -70,8 +70,10 @@ def _cmd_serve(args) -> int:
             from accounts.store import AccountStore
 
             store = AccountStore(client, catalog, grace_s=grace_s)
+            charger, notifier = _charging(store, catalog, args)
         where = embedded.url if embedded else (args.redis or os.environ.get("CCS_REDIS_URL") or "shared embedded redis")
-        node = build_node(args.listen, store=store, catalog=catalog)
+        node = build_node(args.listen, store=store, catalog=catalog, charger=charger,
+                          notifier=notifier)
         print(f"ccs node listening on {args.listen.rsplit(':', 1)[0]}:{node.port}; redis {where}", flush=True)
         if store is not None:
             sweeper = _start_sweeper(store, stop_sweeping)
@@ -83,6 +85,35 @@ def _cmd_serve(args) -> int:
         if embedded:
             embedded.stop()
     return 0
+
+
+def _charging(store, catalog, args):
+    """The credit-control engine and its notifier for `ccs serve`."""
+    from charging.charge import Charger
+    from charging.notifications import Notifier
+    from rating.compiler import compile_catalog
+
+    charger = Charger(store, catalog, compile_catalog(catalog), validity_s=args.validity)
+    return charger, Notifier(store.r, args.low_balance)
+
+
+def _money_arg(text: str) -> int:
+    from rating.money import MoneyError, parse_money
+
+    try:
+        return parse_money(text, "--low-balance", allow_negative=False)
+    except MoneyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _validity_arg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 86400:
+        raise argparse.ArgumentTypeError(f"--validity: expected 1..86400 seconds, got {text!r}")
+    return v
 
 
 def _start_sweeper(store, stop: threading.Event) -> threading.Thread:
@@ -128,6 +159,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--reservation-grace", type=int, default=30, metavar="S",
                    help="seconds past a reservation's validity before the sweeper releases it "
                         "(default %(default)s)")
+    p.add_argument("--validity", type=_validity_arg, default=300, metavar="S",
+                   help="validity_time_s of every grant (default %(default)s)")
+    p.add_argument("--low-balance", type=_money_arg, default=None, metavar="AMOUNT",
+                   help="raise BALANCE_LOW when a charge takes the available money below it")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the demo on embedded defaults (what `make demo` runs)")

@@ -115,15 +115,23 @@ class Node:
 
 
 def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16,
-               health_interval_s: float = 1.0) -> Node:
+               health_interval_s: float = 1.0, charger=None, notifier=None) -> Node:
     """Create and start a server on `listen` (HOST:PORT; port 0 picks a free one).
 
     `store` (accounts.store.AccountStore) enables the Accounts service; without it the
-    Accounts calls answer UNIMPLEMENTED too. Charging and Billing answer UNIMPLEMENTED until built.
+    Accounts calls answer UNIMPLEMENTED too. `charger` (charging.charge.Charger) enables
+    Charging; Billing answers UNIMPLEMENTED until built.
     With a store, health follows its Redis (`RedisHealthProbe`, every `health_interval_s`).
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-    charging_pb2_grpc.add_ChargingServicer_to_server(charging_pb2_grpc.ChargingServicer(), server)
+    if charger is not None:  # charging.charge.Charger: credit control over the store
+        from charging.servicer import ChargingService
+
+        charging_pb2_grpc.add_ChargingServicer_to_server(ChargingService(charger, notifier),
+                                                         server)
+    else:
+        charging_pb2_grpc.add_ChargingServicer_to_server(charging_pb2_grpc.ChargingServicer(),
+                                                         server)
     billing_pb2_grpc.add_BillingServicer_to_server(billing_pb2_grpc.BillingServicer(), server)
     if store is not None:
         from charging.accounts_service import AccountsService
