@@ -39,11 +39,13 @@ def _cmd_serve(args) -> int:
     from accounts.embedded import RedisUrlError, connect
     from accounts.errors import AccountError
     from accounts.validation import check_grace
-    from charging.server import build_node, wait_for_signal
+    from charging.server import ListenError, build_node, wait_for_signal
+    from charging.tls import TlsError, load_tls
 
     try:
         grace_s = check_grace(args.reservation_grace, "--reservation-grace")
-    except AccountError as exc:
+        tls = load_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except (AccountError, TlsError) as exc:
         print(f"ccs serve: {exc}", file=sys.stderr)
         return 2
     catalog = store = sweeper = charger = notifier = None
@@ -65,18 +67,26 @@ def _cmd_serve(args) -> int:
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop_sweeping = threading.Event()
+    sweeper_stats = None
     try:
         if catalog is not None:
             from accounts.store import AccountStore
+            from accounts.sweeper import SweeperStats
 
             store = AccountStore(client, catalog, grace_s=grace_s)
             charger, notifier = _charging(store, catalog, args)
+            sweeper_stats = SweeperStats()
         where = embedded.url if embedded else (args.redis or os.environ.get("CCS_REDIS_URL") or "shared embedded redis")
-        node = build_node(args.listen, store=store, catalog=catalog, charger=charger,
-                          notifier=notifier)
-        print(f"ccs node listening on {args.listen.rsplit(':', 1)[0]}:{node.port}; redis {where}", flush=True)
+        try:
+            node = build_node(args.listen, store=store, catalog=catalog, charger=charger,
+                              notifier=notifier, admin_listen=args.admin_listen, tls=tls,
+                              metrics_listen=args.metrics, sweeper_stats=sweeper_stats)
+        except ListenError as exc:
+            print(f"ccs serve: --{exc.role}: {exc}", file=sys.stderr)
+            return 1
+        print(f"ccs node listening on {_listening(args, node)}; redis {where}", flush=True)
         if store is not None:
-            sweeper = _start_sweeper(store, stop_sweeping)
+            sweeper = _start_sweeper(store, stop_sweeping, sweeper_stats)
         wait_for_signal(node, grace=args.grace)
     finally:
         stop_sweeping.set()
@@ -116,14 +126,38 @@ def _validity_arg(text: str) -> int:
     return v
 
 
-def _start_sweeper(store, stop: threading.Event) -> threading.Thread:
-    """Release reservations of silent sessions (validity + grace) while the node runs."""
+def _listening(args, node) -> str:
+    """Where the node listens, for its ready line."""
+    def host(address: str) -> str:
+        return address.rsplit(":", 1)[0]
+
+    if node.admin_port is None:
+        text = f"{host(args.listen)}:{node.port}"
+    else:
+        text = (f"{host(args.listen)}:{node.port} (Charging); "
+                f"admin on {host(args.admin_listen)}:{node.admin_port} (Accounts, Billing)")
+    if node.metrics_port is not None:
+        text += f"; metrics on http://{host(args.metrics)}:{node.metrics_port}/metrics"
+    return text
+
+
+def _address_arg(text: str) -> str:
+    """HOST:PORT (port 0..65535; 0: a free one)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _start_sweeper(store, stop: threading.Event, stats=None) -> threading.Thread:
+    """Release reservations of silent sessions (validity + grace) while the node runs;
+    `stats` (accounts.sweeper.SweeperStats) counts the releases for /metrics."""
     from accounts.sweeper import run_sweeper
 
     log = logging.getLogger("ccs.sweeper")
     thread = threading.Thread(
         target=run_sweeper, args=(store, stop), name="ccs-sweeper", daemon=True,
-        kwargs={"on_error": lambda exc: log.warning("sweep failed: %s", exc)})
+        kwargs={"on_error": lambda exc: log.warning("sweep failed: %s", exc), "stats": stats})
     thread.start()
     return thread
 
@@ -163,6 +197,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="validity_time_s of every grant (default %(default)s)")
     p.add_argument("--low-balance", type=_money_arg, default=None, metavar="AMOUNT",
                    help="raise BALANCE_LOW when a charge takes the available money below it")
+    p.add_argument("--admin-listen", type=_address_arg, default=None,
+                   metavar="HOST:PORT",
+                   help="serve Accounts and Billing here only; --listen then serves Charging "
+                        "only (default: --listen serves everything)")
+    p.add_argument("--metrics", type=_address_arg, default=None,
+                   metavar="HOST:PORT", help="serve Prometheus /metrics over HTTP here")
+    p.add_argument("--tls-cert", default=None, metavar="FILE",
+                   help="PEM certificate (chain) of the node: TLS on every gRPC listener")
+    p.add_argument("--tls-key", default=None, metavar="FILE",
+                   help="PEM private key of --tls-cert (unencrypted)")
+    p.add_argument("--tls-client-ca", default=None, metavar="FILE",
+                   help="PEM CA certificates: require client certificates they signed "
+                        "(mutual TLS)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the demo on embedded defaults (what `make demo` runs)")

@@ -1,4 +1,5 @@
-"""The ccs gRPC node: builds the server with every servicer, health and reflection, and runs it.
+"""The ccs gRPC node: builds its listeners with their servicers, health and reflection, the
+metrics interceptor and `/metrics`, optional TLS, and runs them.
 
 Servicers stay thin (protobuf <-> domain); this module only wires them and owns the lifecycle.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from grpc_reflection.v1alpha import reflection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from charging.interceptors import MetricsInterceptor, NodeMetrics, serve_metrics
+from charging.tls import TlsFiles
 from proto.ccs.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -29,11 +33,19 @@ from proto.ccs.v1 import (
 
 log = logging.getLogger("ccs.server")
 
-SERVICE_NAMES = (
-    charging_pb2.DESCRIPTOR.services_by_name["Charging"].full_name,
-    accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
-    billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name,
-)
+CHARGING = charging_pb2.DESCRIPTOR.services_by_name["Charging"].full_name
+ACCOUNTS = accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name
+BILLING = billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name
+SERVICE_NAMES = (CHARGING, ACCOUNTS, BILLING)
+ADMIN_NAMES = (ACCOUNTS, BILLING)  # what `admin_listen` serves apart from Charging
+
+
+class ListenError(OSError):
+    """A listener could not bind; `role` is "listen", "admin-listen" or "metrics"."""
+
+    def __init__(self, role: str, address: str, reason: str):
+        super().__init__(f"cannot listen on {address}: {reason}")
+        self.role = role
 
 
 _PROBE_KWARGS = frozenset({"host", "port", "path", "db", "username", "password",
@@ -99,66 +111,172 @@ class RedisHealthProbe:
         self._client.close()
 
 
+def _check_bindable(role: str, address: str) -> None:
+    """A ListenError with the OS's reason when `address` cannot be bound, checked the way
+    grpc binds (SO_REUSEADDR and SO_REUSEPORT: nodes may share a port); grpc's own bind
+    failing would only say "Failed to bind" after logging on stderr."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (OSError, ValueError) as exc:
+        raise ListenError(role, address, str(exc)) from None
+    reason = "no address"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind(sockaddr)
+                return  # grpc serves when one of the resolved addresses binds
+            except OSError as exc:
+                reason = str(exc)
+    raise ListenError(role, address, reason)
+
+
+class _Healths:
+    """The health servicers of the node's listeners, set as one: the probe's status of a
+    service goes to the listeners that serve it, the overall status ("") to all."""
+
+    def __init__(self, listeners):
+        self._listeners = listeners  # [(HealthServicer, service names)]
+
+    def set(self, name: str, status) -> None:
+        for servicer, names in self._listeners:
+            if name == "" or name in names:
+                servicer.set(name, status)
+
+
 @dataclass
 class Node:
     server: grpc.Server
     port: int
     health: health.HealthServicer
     probe: RedisHealthProbe | None = None
+    admin_server: grpc.Server | None = None  # Accounts and Billing, with `admin_listen`
+    admin_port: int | None = None
+    admin_health: health.HealthServicer | None = None
+    metrics: NodeMetrics | None = None
+    metrics_http: object | None = None  # the /metrics HTTP server, with `metrics_listen`
+    metrics_port: int | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Graceful drain: health says NOT_SERVING first, then in-flight calls get `grace` s."""
-        self.health.enter_graceful_shutdown()
+        servers = [s for s in (self.server, self.admin_server) if s is not None]
+        for h in (self.health, self.admin_health):
+            if h is not None:
+                h.enter_graceful_shutdown()
         if self.probe is not None:
             self.probe.stop()
-        self.server.stop(grace).wait()
+        for done in [s.stop(grace) for s in servers]:  # both listeners drain at once
+            done.wait()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
 
 
 def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16,
-               health_interval_s: float = 1.0, charger=None, notifier=None) -> Node:
-    """Create and start a server on `listen` (HOST:PORT; port 0 picks a free one).
+               health_interval_s: float = 1.0, charger=None, notifier=None,
+               admin_listen: str | None = None, tls: TlsFiles | None = None,
+               metrics_listen: str | None = None, sweeper_stats=None) -> Node:
+    """Create and start the node's listeners (HOST:PORT; port 0 picks a free one).
 
     `store` (accounts.store.AccountStore) enables the Accounts service; without it the
     Accounts calls answer UNIMPLEMENTED too. `charger` (charging.charge.Charger) enables
     Charging; Billing answers UNIMPLEMENTED until built.
-    With a store, health follows its Redis (`RedisHealthProbe`, every `health_interval_s`).
+    With `admin_listen`, Accounts and Billing are served there only, and `listen` serves
+    Charging only (a network element's port cannot top up an account); without it `listen`
+    serves everything. Both listeners have health and reflection, the metrics interceptor
+    and, with `tls` (charging.tls.TlsFiles), the same TLS or mutual TLS.
+    `metrics_listen` serves Prometheus `/metrics` over plain HTTP (`sweeper_stats`: the
+    sweeper's counts). With a store, health follows its Redis (`RedisHealthProbe`, every
+    `health_interval_s`). A listener that cannot bind is a `ListenError`; nothing stays up.
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-    if charger is not None:  # charging.charge.Charger: credit control over the store
-        from charging.servicer import ChargingService
-
-        charging_pb2_grpc.add_ChargingServicer_to_server(ChargingService(charger, notifier),
-                                                         server)
-    else:
-        charging_pb2_grpc.add_ChargingServicer_to_server(charging_pb2_grpc.ChargingServicer(),
-                                                         server)
-    billing_pb2_grpc.add_BillingServicer_to_server(billing_pb2_grpc.BillingServicer(), server)
+    metrics = NodeMetrics(charger, store.r if store is not None else None, sweeper_stats)
+    interceptors = (MetricsInterceptor(metrics),)
+    plan = [("listen", listen, SERVICE_NAMES)] if admin_listen is None else \
+        [("listen", listen, (CHARGING,)), ("admin-listen", admin_listen, ADMIN_NAMES)]
+    started: list[tuple[grpc.Server, int, health.HealthServicer, tuple]] = []
+    metrics_http = metrics_port = None
+    try:
+        if metrics_listen is not None:
+            try:
+                metrics_http, metrics_port = serve_metrics(metrics_listen, metrics)
+            except (OSError, ValueError) as exc:
+                raise ListenError("metrics", metrics_listen, str(exc)) from None
+        for role, address, names in plan:
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                 interceptors=interceptors)
+            health_servicer = _add_services(server, names, store, catalog, charger, notifier)
+            _check_bindable(role, address)
+            try:
+                port = server.add_secure_port(address, tls.server_credentials()) if tls \
+                    else server.add_insecure_port(address)
+            except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+                raise ListenError(role, address, str(exc)) from None
+            if port == 0:
+                raise ListenError(role, address, "the address cannot be bound")
+            server.start()
+            started.append((server, port, health_servicer, names))
+    except BaseException:
+        for server, *_ in started:
+            server.stop(0)
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
+        raise
+    healths = _Healths([(h, names) for _, _, h, names in started])
+    probe = None
     if store is not None:
-        from charging.accounts_service import AccountsService
-
-        accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsService(store, catalog), server)
+        probe = RedisHealthProbe(store.r, healths, interval_s=health_interval_s).start()
     else:
-        accounts_pb2_grpc.add_AccountsServicer_to_server(accounts_pb2_grpc.AccountsServicer(), server)
+        for name in ("", *SERVICE_NAMES):
+            healths.set(name, health_pb2.HealthCheckResponse.SERVING)
+    (server, port, health_servicer, _), *admin = started
+    node = Node(server=server, port=port, health=health_servicer, probe=probe,
+                metrics=metrics, metrics_http=metrics_http, metrics_port=metrics_port)
+    if admin:
+        node.admin_server, node.admin_port, node.admin_health, _ = admin[0]
+        log.info("ccs node: Charging on port %d, Accounts and Billing on port %d",
+                 node.port, node.admin_port)
+    else:
+        log.info("ccs node listening on port %d", port)
+    return node
 
+
+def _add_services(server, names, store, catalog, charger, notifier) -> health.HealthServicer:
+    """Add the ccs services in `names` to `server`, with health and reflection; a service
+    left out is not served there at all (UNIMPLEMENTED)."""
+    if CHARGING in names:
+        if charger is not None:  # charging.charge.Charger: credit control over the store
+            from charging.servicer import ChargingService
+
+            charging_pb2_grpc.add_ChargingServicer_to_server(ChargingService(charger, notifier),
+                                                             server)
+        else:
+            charging_pb2_grpc.add_ChargingServicer_to_server(
+                charging_pb2_grpc.ChargingServicer(), server)
+    if BILLING in names:
+        billing_pb2_grpc.add_BillingServicer_to_server(billing_pb2_grpc.BillingServicer(), server)
+    if ACCOUNTS in names:
+        if store is not None:
+            from charging.accounts_service import AccountsService
+
+            accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsService(store, catalog),
+                                                             server)
+        else:
+            accounts_pb2_grpc.add_AccountsServicer_to_server(
+                accounts_pb2_grpc.AccountsServicer(), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                         reflection.SERVICE_NAME),
+        tuple(names) + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                        reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
-    server.start()
-    probe = None
-    if store is not None:
-        probe = RedisHealthProbe(store.r, health_servicer, interval_s=health_interval_s).start()
-    else:
-        for name in ("", *SERVICE_NAMES):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("ccs node listening on port %d", port)
-    return Node(server=server, port=port, health=health_servicer, probe=probe)
+    return health_servicer
 
 
 def check_health(target: str, timeout: float = 5.0, service: str = "") -> str:
