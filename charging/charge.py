@@ -126,7 +126,17 @@ class Charger:
         self._counters: _Lru = _Lru(cache_size)  # account -> {counter key: value}
         self._sessions: _Lru = _Lru(cache_size)  # (account, session) -> {"rgl", "states"}
         self._subscribers: _Lru = _Lru(cache_size)  # subscriber -> account id
-        self.round_trips = 0
+        self._trips = 0  # Redis round trips; the server's threads share it (_trip_lock)
+        self._trip_lock = threading.Lock()
+
+    @property
+    def round_trips(self) -> int:
+        """Redis round trips of the requests so far (for /metrics and the benchmark)."""
+        return self._trips
+
+    def _trip(self) -> None:
+        with self._trip_lock:
+            self._trips += 1
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -151,7 +161,7 @@ class Charger:
         account = self._subscribers.get(subscriber)
         if account is None:
             account = self.store.resolve(subscriber)
-            self.round_trips += 1
+            self._trip()
             self._subscribers.put(subscriber, account)
         return account
 
@@ -174,7 +184,7 @@ class Charger:
         got = self._subs.get(account)
         if got is None:
             facts = self.online.account_facts(account)
-            self.round_trips += 1
+            self._trip()
             got = self._set_subs(account, facts["subs"])
         return got
 
@@ -227,7 +237,7 @@ class Charger:
                 params["subs_sha"] = sha
             if kind == "I" and not ops:
                 return self._answer_static(req, account, static)
-            self.round_trips += 1
+            self._trip()
             ans = self.online.call(account, req.session_id, req.request_number, params,
                                    now=now, index=index)
             code = ans["code"]
@@ -526,7 +536,7 @@ class Charger:
                 total -= u.money
                 grants.append(Grant(u.rating_group, SUCCESS, 0, unit, money=u.money))
                 continue
-            self.round_trips += 1
+            self._trip()
             ans = self.online.undo_event(account, req.session_id, req.request_number,
                                          u.rating_group, now=self._now())
             if ans["code"] == "replay":
