@@ -61,14 +61,23 @@ class RedisHealthProbe:
 
     def __init__(self, client, health_servicer: health.HealthServicer, *,
                  names=("", *SERVICE_NAMES), interval_s: float = 1.0, timeout_s: float = 0.5):
-        pool = client.connection_pool
-        # where and who the store's client connects as; timeouts and retries of the probe's own
-        kwargs = {k: v for k, v in pool.connection_kwargs.items()
-                  if k in _PROBE_KWARGS or k.startswith("ssl")}
-        kwargs.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                      retry=Retry(NoBackoff(), 0))
-        self._client = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class, max_connections=2, **kwargs))
+        from accounts.cluster import is_cluster
+
+        if is_cluster(client):  # a cluster of its own: the same nodes, the probe's timeouts
+            from redis.cluster import ClusterNode, RedisCluster
+
+            nodes = [ClusterNode(n.host, n.port) for n in client.get_primaries()]
+            self._client = RedisCluster(startup_nodes=nodes, socket_timeout=timeout_s,
+                                        socket_connect_timeout=timeout_s)
+        else:
+            pool = client.connection_pool
+            # where and who the store's client connects as; timeouts, retries of the probe's
+            kwargs = {k: v for k, v in pool.connection_kwargs.items()
+                      if k in _PROBE_KWARGS or k.startswith("ssl")}
+            kwargs.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                          retry=Retry(NoBackoff(), 0))
+            self._client = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, max_connections=2, **kwargs))
         self._health = health_servicer
         self._names = tuple(names)
         self._interval_s = interval_s

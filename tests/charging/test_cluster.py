@@ -360,3 +360,42 @@ def test_a_malformed_or_unreachable_cluster_url(cluster, tmp_path):
             "--redis", f"redis+cluster://127.0.0.1:{free_port()}")
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
+
+
+def test_ccs_serve_on_the_cluster(env, cluster, tmp_path):
+    import grpc
+
+    from charging.server import check_health
+    from proto.ccs.v1 import charging_pb2 as pb
+    from proto.ccs.v1 import charging_pb2_grpc, common_pb2
+
+    account(env, "erin")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG)
+    port = free_port()
+    node = subprocess.Popen([sys.executable, "-m", "charging.cli", "serve", "--listen",
+                             f"127.0.0.1:{port}", "--redis", cluster.url, "--catalog",
+                             str(catalog)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=(tmp_path / "node.log").open("w"), text=True)
+    try:
+        assert "listening on" in node.stdout.readline()
+        target = f"127.0.0.1:{port}"
+        assert check_health(target) == "SERVING"
+        with grpc.insecure_channel(target) as channel:
+            stub = charging_pb2_grpc.ChargingStub(channel)
+            u = pb.ServiceUnit(rating_group=1, service="voice", destination="4930123456",
+                               requested=common_pb2.Units(seconds=60))
+            r = stub.Charge(pb.ChargeRequest(session_id="cs", request_type=pb.INITIAL,
+                                             subscriber="erin", units=[u]), timeout=10)
+            assert (r.result_code, r.grants[0].granted.seconds) == (2001, 60)
+            u.used.seconds = 60
+            r = stub.Charge(pb.ChargeRequest(session_id="cs", request_type=pb.TERMINATE,
+                                             request_number=1, subscriber="erin", units=[u]),
+                            timeout=10)
+            assert r.result_code == 2001
+        paid = 10_000_000 - env.store.get_account("erin").balance
+        assert paid == 20_000  # 60 s to a fixed line: 0.02 a minute, by the second
+        assert audit(env.rc) == []
+    finally:
+        node.terminate()
+        node.wait(15)
