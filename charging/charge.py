@@ -29,6 +29,9 @@ SUCCESS, DENIED, CREDIT_LIMIT, UNKNOWN_SESSION = 2001, 4010, 4012, 5002
 OUT_OF_ORDER, USER_UNKNOWN, RATING_FAILED = 5012, 5030, 5031
 KINDS = ("INITIAL", "UPDATE", "TERMINATE", "EVENT")
 ACTIONS = ("DIRECT_DEBIT", "REFUND", "CHECK_BALANCE", "PRICE_ENQUIRY")
+# the most one grant gives (an operator's limit): a request for 2^63 units must not hold all
+# the money an account can ever have and block its other sessions
+MAX_GRANT = {"seconds": 86_400, "bytes": 1 << 40, "events": 1_000_000}
 MAX_ATTEMPTS = 16  # stale/short answers before a request gives up (contention)
 
 
@@ -254,8 +257,9 @@ class Charger:
                     "already answered"))
             if code == "no_session":
                 self._sessions.pop(skey, None)
+                what = "ended" if ans.get("ended") else "unknown"
                 return Answer(UNKNOWN_SESSION, account=account,
-                              error_message=f"unknown session {req.session_id!r}")
+                              error_message=f"{what} session {req.session_id!r}")
             if code == "suspended":
                 return Answer(DENIED, account=account,
                               error_message=f"account {account} is {ans['status']}")
@@ -405,7 +409,8 @@ class Charger:
         want = unit.requested
         if want is None:
             want = self.catalog.services[rating.service].default_quota
-        want = max(0, min(want, S.usage_limit(c, rating) - new_used))
+        want = max(0, min(want, MAX_GRANT.get(op["unit"], MAX_GRANT["events"]),
+                          S.usage_limit(c, rating) - new_used))
         op["expires_at"] = str(now + self.validity_s)
         base = {cov: (S.totals(c, rating, standing, new_used, tot.covered + cov) if used else tot)
                 for cov in variants}
@@ -524,23 +529,21 @@ class Charger:
         return Answer(_request_code(grants), grants, 0, None, "; ".join(msgs), account)
 
     def _refund(self, req: Request, account: str) -> Answer:
-        """Money back (`money` of a unit), or the session's direct debit of that rating group
-        undone (a unit without money)."""
+        """The session's direct debit of each rating group undone. Money refunds without a
+        debit to undo are an administration act (Accounts.Refund on the admin listener),
+        never a network element's: the servicer refuses them."""
         total, grants, msgs = 0, [], []
         for u in req.units:
             unit = unit_of(self.catalog, u.service) if u.service else "events"
-            if u.money:
-                self.store.refund(account, u.money, op_id=(
-                    f"refund:{req.session_id}/{u.rating_group}/{req.request_number}"),
-                    reason=f"online refund {req.session_id}")
-                total -= u.money
-                grants.append(Grant(u.rating_group, SUCCESS, 0, unit, money=u.money))
-                continue
             self._trip()
             ans = self.online.undo_event(account, req.session_id, req.request_number,
                                          u.rating_group, now=self._now())
             if ans["code"] == "replay":
                 ans = json.loads(ans["answer"])
+                if "refunded" not in ans:  # the number answered another request: that answer
+                    first = self._answer(req, account, ans)
+                    first.applied = False
+                    return first
             if ans["code"] == "ok":
                 total -= int(ans["refunded"])
                 grants.append(Grant(u.rating_group, SUCCESS, 0, unit, money=int(ans["refunded"])))

@@ -15,13 +15,13 @@ import redis
 from accounts.errors import AccountError
 from charging import charge as C
 from proto.ccs.v1 import charging_pb2, charging_pb2_grpc, common_pb2
-from rating.money import MoneyError, format_money, parse_money
+from rating.money import format_money
 
 log = logging.getLogger("ccs.charging")
 
 MAX_UNITS = 32  # rating groups in one request
 MAX_TEXT = 256  # session ids, subscribers, services
-MAX_DEST = 32  # destination digits
+MAX_DEST = 18  # destination digits (what the rating engine encodes)
 MIN_TIME, MAX_TIME = 0, 253_370_764_800  # 1970-01-01 .. 9998-12-31
 _FUA = charging_pb2.ServiceGrant.FinalUnitAction
 
@@ -58,6 +58,8 @@ def _amount(units, unit: str, field: str) -> int | None:
 def to_request(msg: charging_pb2.ChargeRequest, catalog) -> C.Request:
     """A ChargeRequest as the engine's Request; BadRequest names the first bad field."""
     sid = _text(msg.session_id, "session_id")
+    if "/" in sid:  # record ids are <session>/<rating group>/<request number>
+        raise BadRequest("session_id", "must not contain '/'")
     kind = charging_pb2.RequestType.Name(msg.request_type) if msg.request_type in (1, 2, 3, 4) \
         else None
     if kind is None:
@@ -101,11 +103,10 @@ def to_request(msg: charging_pb2.ChargeRequest, catalog) -> C.Request:
         used = _amount(u.used, unit, f"{f}.used") if u.HasField("used") else 0
         money = None
         if u.HasField("requested") and u.requested.money:
-            try:
-                money = parse_money(u.requested.money, f"{f}.requested.money",
-                                    allow_negative=False)
-            except MoneyError as exc:
-                raise BadRequest(exc.field, exc.message) from exc
+            # no service of the catalog is counted in money, and a network element gives no
+            # money back: refunds of an amount are Accounts.Refund, on the admin listener
+            raise BadRequest(f"{f}.requested.money", "units are seconds, bytes or events; "
+                             "a refund of an amount goes through Accounts.Refund")
         units.append(C.UnitRequest(u.rating_group, service, dest, requested, used or 0, money))
     return C.Request(sid, kind, int(msg.request_number), subscriber, event_time, action,
                      tuple(units))
@@ -126,7 +127,7 @@ def to_response(msg: charging_pb2.ChargeRequest, ans: C.Answer, decimals: int):
     return charging_pb2.ChargeResponse(
         result_code=ans.result_code, session_id=msg.session_id,
         request_number=msg.request_number, grants=grants,
-        charged=format_money(ans.charged, decimals),
+        charged=money_text(ans.charged, decimals),
         available="" if ans.available is None else money_text(ans.available, decimals),
         error_message=ans.error_message)
 

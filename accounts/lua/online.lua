@@ -41,6 +41,19 @@ if last then
 elseif P.kind == 'U' or P.kind == 'T' then
   return {cjson.encode({code = 'no_session'})}
 end
+-- a session that ended (TERMINATE, an event, or every hold released by the sweeper: "as if
+-- it had terminated") takes no more requests: only retransmissions, answered above
+if last then
+  local kind = redis.call('HGET', SK, 'kind')
+  local ended = kind == 'T' or kind == 'D'
+  if not ended and redis.call('HGET', SK, 'held') == '1' then
+    ended = true
+    for g in string.gmatch(redis.call('HGET', SK, 'rgl') or '', '[^,]+') do
+      if redis.call('HEXISTS', K_RSV, P.sid .. '/' .. g) == 1 then ended = false; break end
+    end
+  end
+  if ended then return {cjson.encode({code = 'no_session', ended = true})} end
+end
 local active = a.status == 'active'
 if (P.kind == 'I' or P.kind == 'D') and not active then
   return {cjson.encode({code = 'suspended', status = a.status})}
@@ -207,7 +220,7 @@ for i, g in ipairs(P.rgs) do
   -- hold: the credit check applies to the money asked for only
   local granted, held = N(g.hunits), 0
   local nres = nil
-  if g.hv and granted > 0 then
+  if g.hv and granted > 0 and active then  -- a suspended account commits, and gets nothing
     local own, ln = own_avail(), lend()
     local avail = family_available(own, ln)
     if m > 0 and avail ~= nil and m > avail then
@@ -296,8 +309,10 @@ end
 if next(used_bk) then answer.bk = used_bk end
 if avail ~= nil then answer.available = I(avail) end
 local ans = enc(answer)
+local held = '0'
+for _, w in ipairs(writes) do if w.res then held = '1' end end
 redis.call('HSET', SK, 'last', I(req), 'a:' .. I(req), ans, 'kind', P.kind,
-  'rgl', P.rgl_after or '')
+  'rgl', P.rgl_after or '', 'held', held)
 if P.kind == 'T' or P.kind == 'D' then
   redis.call('EXPIRE', SK, N(P.done_ttl))
   if P.kind == 'T' then redis.call('SREM', P.fin, P.sid) end

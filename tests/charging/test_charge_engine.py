@@ -201,9 +201,6 @@ def test_refund_undoes_a_direct_debit_or_gives_money_back(env):
     later = env.node.charge(req("EVENT", "e1", 2, undo, action="REFUND"))
     assert (later.charged, "already refunded" in later.error_message) == (0, True)
     assert env.node.charge(req("EVENT", "nope", 0, undo, action="REFUND")).result_code == 5002
-    money = [C.UnitRequest(1, "sms", "", None, 0, money=250_000)]
-    a = env.node.charge(req("EVENT", "r2", 0, money, action="REFUND"))
-    assert (a.charged, balance(env)) == (-250_000, 1_250_000)
     recs = env.online.records("alice", T0, T0 + 1)
     assert sorted((r["cdr_id"], r["net_charge"]) for r in recs) == [
         ("e1/1", "180000"), ("e1/1/refund", "-180000")]
@@ -221,3 +218,52 @@ def test_a_warm_request_is_one_round_trip(env):
         env.node.charge(req("UPDATE", "s", n, [voice(requested=60, used=60)]))
     env.node.charge(req("TERMINATE", "s", 4, [voice(used=60)]))
     assert env.node.round_trips - before == 5
+
+
+def test_an_ended_session_takes_no_more_usage(env):
+    account(env, money="1.00")
+    env.node.charge(req("INITIAL", "s", 0, [voice(requested=60)]))
+    env.node.charge(req("TERMINATE", "s", 1, [voice(used=30)]))
+    paid = EUR - balance(env)
+    for kind, n in (("UPDATE", 2), ("TERMINATE", 2), ("INITIAL", 3)):
+        a = env.make().charge(req(kind, "s", n, [voice(requested=60, used=5000)]))
+        assert (a.result_code, a.charged) == (5002, 0)
+        assert "ended session" in a.error_message
+    ev = [C.UnitRequest(1, "sms", MOBILE_SMS, 1, 0)]
+    env.node.charge(req("EVENT", "e", 0, ev, action="DIRECT_DEBIT"))
+    again = env.node.charge(req("EVENT", "e", 1, ev, action="DIRECT_DEBIT"))
+    assert again.result_code == 5002  # a second debit on one event session: refused
+    assert env.node.charge(req("UPDATE", "e", 2, [voice(used=5)])).result_code == 5002
+    assert balance(env) == EUR - paid - 90_000
+    assert audit(env.store.r) == []
+
+
+def test_a_session_whose_holds_the_sweeper_released_has_ended(env):
+    from accounts.sweeper import sweep_expired
+
+    account(env, money="1.00")
+    env.node.charge(req("INITIAL", "s", 0, [voice(requested=60)]))
+    env.node.charge(req("UPDATE", "s", 1, [voice(requested=60, used=60)]))
+    env.clock.t += 300 + 31
+    assert sweep_expired(env.store) == 1
+    a = env.node.charge(req("UPDATE", "s", 2, [voice(requested=600, used=60)]))
+    assert (a.result_code, a.grants) == (5002, [])
+    acct = env.store.get_account("alice")
+    assert (acct.balance, acct.reserved) == (EUR - 170_000, 0)
+
+
+def test_a_suspended_account_commits_and_gets_no_grant(env):
+    account(env)
+    env.node.charge(req("INITIAL", "s", 0, [voice(requested=60)]))
+    env.store.set_status("alice", "suspended", op_id="sus")
+    a = env.node.charge(req("UPDATE", "s", 1, [voice(requested=600, used=60)]))
+    assert (a.result_code, a.charged, a.grants[0].units) == (4010, 170_000, 0)
+    assert env.store.get_account("alice").reserved == 0
+
+
+def test_one_grant_is_capped(env):
+    env.store.create("big", credit_limit=None, offers=("basic",))
+    a = env.node.charge(req("INITIAL", "h1", 0, [voice(requested=2**62)], sub="big"))
+    assert a.grants[0].units == 86_400  # a day of voice at most
+    b = env.node.charge(req("INITIAL", "h2", 0, [voice(requested=60)], sub="big"))
+    assert (b.result_code, b.grants[0].units) == (2001, 60)

@@ -93,6 +93,25 @@ def test_malformed_requests_are_invalid_argument(nodes, request_kw, field):
     assert exc.value.details().startswith(field)
 
 
+@pytest.mark.parametrize("sid, u, field", [
+    ("a/1", unit(requested=60), "session_id"),
+    ("r", pb.ServiceUnit(rating_group=1, service="sms",
+                         requested=common_pb2.Units(money="100.00")), "units[0].requested.money"),
+    ("d", unit(requested=60, dest="4" * 19), "units[0].destination"),
+])
+def test_refused_before_anything_is_written(nodes, sid, u, field):
+    store, (a, _) = nodes
+    before = store.get_account("alice")
+    with pytest.raises(grpc.RpcError) as exc:
+        a.Charge(pb.ChargeRequest(session_id=sid, request_type=pb.EVENT if sid == "r" else
+                                  pb.INITIAL, event_action=pb.REFUND, subscriber="alice",
+                                  event_time=ts(), units=[u]), timeout=10)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert exc.value.details().startswith(field)
+    after = store.get_account("alice")
+    assert (after.balance, after.reserved) == (before.balance, before.reserved)
+
+
 def test_negative_units_are_invalid_argument(nodes):
     store, (a, _) = nodes
     u = pb.ServiceUnit(rating_group=1, service="voice", destination=MOBILE)
