@@ -182,7 +182,8 @@ local function bdelta(d, id, field, v)
 end
 
 -- take up to `need` from the given candidates' free amount; returns what was taken
-local function take_free(cands, need, d, field, h)
+-- (with `touched`, the buckets are only collected there, to be saved later by the caller)
+local function take_free(cands, need, d, field, h, touched)
   local got = 0
   for _, b in ipairs(cands) do
     if got >= need then break end
@@ -190,7 +191,7 @@ local function take_free(cands, need, d, field, h)
     if t > 0 then
       if field == 'reserved' then b.reserved = b.reserved + t else b.remaining = b.remaining - t end
       bdelta(d, b.id, field, field == 'reserved' and t or -t)
-      save_bucket(b, h)
+      if touched then touched[b.id] = b else save_bucket(b, h) end
       got = got + t
     end
   end

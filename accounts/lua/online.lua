@@ -120,21 +120,6 @@ local function lend()
   sync()
   return lends(pa, plist)
 end
--- take `need` units (field remaining or reserved) from candidate buckets, in memory
-local function take_units(cands, need, field, d)
-  local got = 0
-  for _, b in ipairs(cands) do
-    if got >= need then break end
-    local t = math.min(need - got, b.remaining - b.reserved)
-    if t > 0 then
-      if field == 'reserved' then b.reserved = b.reserved + t else b.remaining = b.remaining - t end
-      bdelta(d, b.id, field, field == 'reserved' and t or -t)
-      touched[b.id] = b
-      got = got + t
-    end
-  end
-  return got
-end
 -- charge money to one account in memory: money buckets soonest expiry first, then balance
 local function pay(amount, lst, is_parent, d)
   if amount <= 0 then
@@ -199,7 +184,7 @@ for i, g in ipairs(P.rgs) do
   -- commit
   local charged = 0
   if v then
-    take_units(cands, c, 'remaining', d)
+    take_free(cands, c, d, 'remaining', nil, touched)
     charged = N(v.net)
     local own, ln = own_avail(), lend()
     local mine, theirs = charged, 0
@@ -230,7 +215,7 @@ for i, g in ipairs(P.rgs) do
     nres = {money = mine, units = {}, expires_at = N(g.expires_at), service = g.svc, dest = g.dn}
     if pa then nres.pmoney = theirs end
     local hd = {}
-    held = take_units(cands, ch, 'reserved', hd)
+    held = take_free(cands, ch, hd, 'reserved', nil, touched)
     for id, t in pairs(hd.buckets or {}) do
       nres.units[id] = t.reserved; bdelta(d, id, 'reserved', t.reserved)
     end
