@@ -33,7 +33,7 @@ from billing.cdr_read import (  # noqa: F401  (re-exported: callers read files t
     read_accounts,
     read_cdr_table,
 )
-from rating.cycles import cycle_bounds, cycle_of, parse_cycle
+from rating.cycles import cycle_months
 from rating.engine import REASONS, Accumulators, CdrBatch, Plan, RatedBatch, rate_batch
 
 OUTPUT_COLUMNS = (
@@ -220,47 +220,13 @@ def _parse_columns(table, col, id_order, compiled, accounts, default_plan) -> Pa
 # cycles and rating
 
 
-def cycle_starts(timezone: str, bill_cycle_day: int, first: int, last: int) -> np.ndarray:
-    """UTC epochs of consecutive cycle starts (billing.md "Cycles", `rating.cycles`) covering
-    the instants first..last: element 0 is the start of the cycle containing `first`."""
-    year, month = parse_cycle(cycle_of(first, bill_cycle_day, timezone))
-    out = [cycle_bounds(f"{year:04d}-{month:02d}", bill_cycle_day, timezone)[0]]
-    while True:  # one step per cycle (month) spanned, not per CDR
-        start, end = cycle_bounds(f"{year:04d}-{month:02d}", bill_cycle_day, timezone)
-        out.append(end)
-        if end > last:
-            return np.array(out, np.int64)
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-
-
 def cycle_index(start: np.ndarray, usable: np.ndarray, timezone: str, bill_cycle_day: int) -> np.ndarray:
-    """Cycle number (0 = earliest, counted in months) of every CDR start; rows not `usable`
-    get 0. One step per month from the first start to the last; when they lie more than
-    `_MONTHS_STEPPED` months apart, one step per cycle that holds a CDR instead."""
+    """Cycle number (0 = the earliest cycle of a usable row, counted in months) of every CDR
+    start; rows not `usable` get 0. The arithmetic is `rating.cycles.cycle_months`."""
+    months = cycle_months(start, usable, timezone, bill_cycle_day)
     if not usable.any():
         return np.zeros(len(start), np.int64)
-    s = start[usable]
-    first, last = int(s.min()), int(s.max())
-    if last - first <= _MONTHS_STEPPED * 28 * 86400:
-        starts = cycle_starts(timezone, bill_cycle_day, first, last)
-        idx = np.searchsorted(starts, start, side="right") - 1
-        return np.where(usable, idx, 0)
-    s = np.unique(s)  # sorted; the file spans centuries: a sort is the cheap part now
-    lows, months = [], []
-    k = 0
-    while k < len(s):
-        name = cycle_of(int(s[k]), bill_cycle_day, timezone)
-        low, end = cycle_bounds(name, bill_cycle_day, timezone)
-        year, month = parse_cycle(name)
-        lows.append(low)
-        months.append(year * 12 + month)
-        k = int(np.searchsorted(s, end, side="left"))  # the first start of a later cycle
-    months = np.array(months, np.int64) - months[0]
-    at = np.searchsorted(np.array(lows, np.int64), start, side="right") - 1
-    return np.where(usable, months[np.maximum(at, 0)], 0)
-
-
-_MONTHS_STEPPED = 1200
+    return np.where(usable, months - months[usable].min(), 0)
 
 
 def _take_batch(batch: CdrBatch, rows: np.ndarray) -> CdrBatch:

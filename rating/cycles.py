@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+
 _CYCLE = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -103,12 +105,72 @@ def local_midnight_utc(d: date, tz_name: str) -> int:
     return _local_midnight_utc(d, _zone(tz_name))
 
 
+def month_number(cycle: str) -> int:
+    """``"YYYY-MM"`` as a month count (year * 12 + month - 1), the inverse of `cycle_name`."""
+    year, month = parse_cycle(cycle)
+    return year * 12 + month - 1
+
+
+def cycle_name(month: int) -> str:
+    """The cycle named by a month count of `month_number`."""
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def cycle_starts(timezone: str, bill_cycle_day: int, first: int, last: int) -> np.ndarray:
+    """UTC epochs of consecutive cycle starts covering the instants first..last: element 0 is
+    the start of the cycle containing `first`, each next one the end of the one before."""
+    year, month = parse_cycle(cycle_of(first, bill_cycle_day, timezone))
+    out = [cycle_bounds(f"{year:04d}-{month:02d}", bill_cycle_day, timezone)[0]]
+    while True:  # one step per cycle (month) spanned, not per instant
+        start, end = cycle_bounds(f"{year:04d}-{month:02d}", bill_cycle_day, timezone)
+        out.append(end)
+        if end > last:
+            return np.array(out, np.int64)
+        year, month = _next_month(year, month)
+
+
+_MONTHS_STEPPED = 1200
+
+
+def cycle_months(start: np.ndarray, usable: np.ndarray, timezone: str,
+                 bill_cycle_day: int) -> np.ndarray:
+    """The cycle (as a `month_number`) of every instant of `start` (int64 UTC s) for one bill
+    cycle day; rows not `usable` get -1. One step per month from the first instant to the
+    last; when they lie more than `_MONTHS_STEPPED` months apart, one step per cycle that
+    holds an instant instead."""
+    out = np.full(len(start), -1, np.int64)
+    if not usable.any():
+        return out
+    s = start[usable]
+    first, last = int(s.min()), int(s.max())
+    base = month_number(cycle_of(first, bill_cycle_day, timezone))
+    if last - first <= _MONTHS_STEPPED * 28 * 86400:
+        starts = cycle_starts(timezone, bill_cycle_day, first, last)
+        idx = np.searchsorted(starts, start, side="right") - 1
+        return np.where(usable, idx + base, -1)
+    s = np.unique(s)  # sorted; the instants span centuries: a sort is the cheap part now
+    lows, months = [], []
+    k = 0
+    while k < len(s):
+        name = cycle_of(int(s[k]), bill_cycle_day, timezone)
+        low, end = cycle_bounds(name, bill_cycle_day, timezone)
+        lows.append(low)
+        months.append(month_number(name))
+        k = int(np.searchsorted(s, end, side="left"))  # the first instant of a later cycle
+    at = np.searchsorted(np.array(lows, np.int64), start, side="right") - 1
+    return np.where(usable, np.array(months, np.int64)[np.maximum(at, 0)], -1)
+
+
 __all__ = [
     "cycle_bounds",
+    "cycle_months",
+    "cycle_name",
+    "cycle_starts",
     "cycle_dates",
     "cycle_days",
     "cycle_of",
     "local_date",
     "local_midnight_utc",
+    "month_number",
     "parse_cycle",
 ]
