@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/ccs/v1/billing.proto\x12\x06\x63\x63s.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\x08\x42illLine\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x04 \x01(\t\"\xc5\x01\n\x04\x42ill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\r\n\x05\x63ycle\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x1f\n\x05lines\x18\x05 \x03(\x0b\x32\x10.ccs.v1.BillLine\x12\r\n\x05total\x18\x06 \x01(\t\x12\x12\n\namount_due\x18\x07 \x01(\t\x12\x10\n\x08\x64ue_date\x18\x08 \x01(\t\x12+\n\x07\x63reated\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x10ListBillsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\"-\n\x0eListBillsReply\x12\x1b\n\x05\x62ills\x18\x01 \x03(\x0b\x32\x0c.ccs.v1.Bill\"0\n\x0eGetBillRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\"W\n\x14RecordPaymentRequest\x12\r\n\x05op_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x0f\n\x07paid_on\x18\x04 \x01(\t\"4\n\x0cPaymentReply\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x13\n\x0bunallocated\x18\x02 \x01(\t2\xbe\x01\n\x07\x42illing\x12=\n\tListBills\x12\x18.ccs.v1.ListBillsRequest\x1a\x16.ccs.v1.ListBillsReply\x12/\n\x07GetBill\x12\x16.ccs.v1.GetBillRequest\x1a\x0c.ccs.v1.Bill\x12\x43\n\rRecordPayment\x12\x1c.ccs.v1.RecordPaymentRequest\x1a\x14.ccs.v1.PaymentReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/ccs/v1/billing.proto\x12\x06\x63\x63s.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\x08\x42illLine\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x04 \x01(\t\"\xc8\x02\n\x04\x42ill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\r\n\x05\x63ycle\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x1f\n\x05lines\x18\x05 \x03(\x0b\x32\x10.ccs.v1.BillLine\x12\r\n\x05total\x18\x06 \x01(\t\x12\x12\n\namount_due\x18\x07 \x01(\t\x12\x10\n\x08\x64ue_date\x18\x08 \x01(\t\x12+\n\x07\x63reated\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\n \x01(\t\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\x12\x14\n\x0cperiod_start\x18\x0c \x01(\t\x12\x12\n\nperiod_end\x18\r \x01(\t\x12\x10\n\x08subtotal\x18\x0e \x01(\t\x12\x18\n\x10\x61\x63\x63ount_discount\x18\x0f \x01(\t\x12\x0b\n\x03tax\x18\x10 \x01(\t\"2\n\x10ListBillsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\"-\n\x0eListBillsReply\x12\x1b\n\x05\x62ills\x18\x01 \x03(\x0b\x32\x0c.ccs.v1.Bill\"0\n\x0eGetBillRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\t\"W\n\x14RecordPaymentRequest\x12\r\n\x05op_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x0f\n\x07paid_on\x18\x04 \x01(\t\"]\n\x0cPaymentReply\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x13\n\x0bunallocated\x18\x02 \x01(\t\x12\'\n\x0b\x61llocations\x18\x03 \x03(\x0b\x32\x12.ccs.v1.Allocation\"-\n\nAllocation\x12\x0f\n\x07\x62ill_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t2\xbe\x01\n\x07\x42illing\x12=\n\tListBills\x12\x18.ccs.v1.ListBillsRequest\x1a\x16.ccs.v1.ListBillsReply\x12/\n\x07GetBill\x12\x16.ccs.v1.GetBillRequest\x1a\x0c.ccs.v1.Bill\x12\x43\n\rRecordPayment\x12\x1c.ccs.v1.RecordPaymentRequest\x1a\x14.ccs.v1.PaymentReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BILLLINE']._serialized_start=71
   _globals['_BILLLINE']._serialized_end=149
   _globals['_BILL']._serialized_start=152
-  _globals['_BILL']._serialized_end=349
-  _globals['_LISTBILLSREQUEST']._serialized_start=351
-  _globals['_LISTBILLSREQUEST']._serialized_end=401
-  _globals['_LISTBILLSREPLY']._serialized_start=403
-  _globals['_LISTBILLSREPLY']._serialized_end=448
-  _globals['_GETBILLREQUEST']._serialized_start=450
-  _globals['_GETBILLREQUEST']._serialized_end=498
-  _globals['_RECORDPAYMENTREQUEST']._serialized_start=500
-  _globals['_RECORDPAYMENTREQUEST']._serialized_end=587
-  _globals['_PAYMENTREPLY']._serialized_start=589
-  _globals['_PAYMENTREPLY']._serialized_end=641
-  _globals['_BILLING']._serialized_start=644
-  _globals['_BILLING']._serialized_end=834
+  _globals['_BILL']._serialized_end=480
+  _globals['_LISTBILLSREQUEST']._serialized_start=482
+  _globals['_LISTBILLSREQUEST']._serialized_end=532
+  _globals['_LISTBILLSREPLY']._serialized_start=534
+  _globals['_LISTBILLSREPLY']._serialized_end=579
+  _globals['_GETBILLREQUEST']._serialized_start=581
+  _globals['_GETBILLREQUEST']._serialized_end=629
+  _globals['_RECORDPAYMENTREQUEST']._serialized_start=631
+  _globals['_RECORDPAYMENTREQUEST']._serialized_end=718
+  _globals['_PAYMENTREPLY']._serialized_start=720
+  _globals['_PAYMENTREPLY']._serialized_end=813
+  _globals['_ALLOCATION']._serialized_start=815
+  _globals['_ALLOCATION']._serialized_end=860
+  _globals['_BILLING']._serialized_start=863
+  _globals['_BILLING']._serialized_end=1053
 # @@protoc_insertion_point(module_scope)

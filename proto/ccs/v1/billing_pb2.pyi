@@ -22,7 +22,7 @@ class BillLine(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ..., account: _Optional[str] = ...) -> None: ...
 
 class Bill(_message.Message):
-    __slots__ = ("id", "account", "cycle", "status", "lines", "total", "amount_due", "due_date", "created")
+    __slots__ = ("id", "account", "cycle", "status", "lines", "total", "amount_due", "due_date", "created", "type", "currency", "period_start", "period_end", "subtotal", "account_discount", "tax")
     ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     CYCLE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,13 @@ class Bill(_message.Message):
     AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
     DUE_DATE_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    SUBTOTAL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TAX_FIELD_NUMBER: _ClassVar[int]
     id: str
     account: str
     cycle: str
@@ -41,7 +48,14 @@ class Bill(_message.Message):
     amount_due: str
     due_date: str
     created: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., account: _Optional[str] = ..., cycle: _Optional[str] = ..., status: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[BillLine, _Mapping]]] = ..., total: _Optional[str] = ..., amount_due: _Optional[str] = ..., due_date: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    type: str
+    currency: str
+    period_start: str
+    period_end: str
+    subtotal: str
+    account_discount: str
+    tax: str
+    def __init__(self, id: _Optional[str] = ..., account: _Optional[str] = ..., cycle: _Optional[str] = ..., status: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[BillLine, _Mapping]]] = ..., total: _Optional[str] = ..., amount_due: _Optional[str] = ..., due_date: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[str] = ..., period_end: _Optional[str] = ..., subtotal: _Optional[str] = ..., account_discount: _Optional[str] = ..., tax: _Optional[str] = ...) -> None: ...
 
 class ListBillsRequest(_message.Message):
     __slots__ = ("account", "cycle")
@@ -78,9 +92,19 @@ class RecordPaymentRequest(_message.Message):
     def __init__(self, op_id: _Optional[str] = ..., account: _Optional[str] = ..., amount: _Optional[str] = ..., paid_on: _Optional[str] = ...) -> None: ...
 
 class PaymentReply(_message.Message):
-    __slots__ = ("applied", "unallocated")
+    __slots__ = ("applied", "unallocated", "allocations")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     UNALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     unallocated: str
-    def __init__(self, applied: _Optional[bool] = ..., unallocated: _Optional[str] = ...) -> None: ...
+    allocations: _containers.RepeatedCompositeFieldContainer[Allocation]
+    def __init__(self, applied: _Optional[bool] = ..., unallocated: _Optional[str] = ..., allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ...) -> None: ...
+
+class Allocation(_message.Message):
+    __slots__ = ("bill_id", "amount")
+    BILL_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    bill_id: str
+    amount: str
+    def __init__(self, bill_id: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
