@@ -201,6 +201,8 @@ def decode_delta(d: dict) -> dict:
             out[key] = credit_limit_of(value)
         elif key == "counters":
             out[key] = {k: int(v) for k, v in value.items()}
+        elif key == "bucket_valid_to":  # unsubscribe: bucket id -> its new valid_to
+            out[key] = {bid: int(v) for bid, v in value.items()}
         elif key in ("buckets", "new_buckets"):
             out[key] = {bid: decode_delta(v) for bid, v in value.items()}
         elif key == "record":

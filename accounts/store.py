@@ -47,6 +47,7 @@ from accounts.model import (
 )
 from accounts.online import notify_reauthorize
 from accounts.scripts import registry
+from accounts.subscriptions import SubscriptionVerbs
 from accounts.validation import (
     LAST_ENTRY_ID,
     check_amount,
@@ -87,7 +88,7 @@ _NUMERIC = {
 _FAMILY_VERBS = frozenset({"create", "reserve", "commit", "release", "debit"})
 
 
-class AccountStore:
+class AccountStore(SubscriptionVerbs):
     """Accounts and balances in Redis; see docs/accounts.md for the key layout."""
 
     def __init__(self, r: redis.Redis, catalog, *, clock=time.time, grace_s: int = 30):

@@ -85,15 +85,16 @@ def check_iso_date(value, field: str) -> str:
 def check_subscription_dates(from_date, to_date, today: str, *, fields=("from_date", "to_date"),
                              ) -> tuple[str, str | None]:
     """A subscription's (from, to): each a date in range, from defaulting to `today`; `to` is
-    exclusive and must be after `from` (a subscription lasts at least one day; an empty one
-    would still count as the account's base offer). Every path (CLI, gRPC, store) uses this."""
+    exclusive and may not be before `from`. `to` = `from` is an empty subscription (a
+    same-day subscribe and cancel): active on no day, so no fee, no allowance, no gift, and
+    it conflicts with no other subscription. Every path (CLI, gRPC, store) uses this."""
     start = check_iso_date(from_date, fields[0]) if from_date else today
     if to_date is None:
         return start, None
     end = check_iso_date(to_date, fields[1])
-    if end <= start:
-        raise AccountError(fields[1], f"{end} must be after {fields[0]} {start} (to is "
-                                      "exclusive: a subscription lasts at least one day)")
+    if end < start:
+        raise AccountError(fields[1], f"{end} is before {fields[0]} {start} (to is exclusive: "
+                                      "to = from is an empty subscription)")
     return start, end
 
 

@@ -129,12 +129,24 @@ local function valid(b)
   return b.valid_from <= NOW and (b.valid_to == nil or NOW < b.valid_to)
 end
 
--- soonest expiry first (no expiry last), then priority, then id: a strict total order
+-- x < y byte by byte (a shorter prefix first). Lua's own `<` on strings is strcoll, and
+-- redis-server sets LC_COLLATE from its environment: the order would follow the locale.
+local function bytes_lt(x, y)
+  for i = 1, math.min(#x, #y) do
+    local p, q = string.byte(x, i), string.byte(y, i)
+    if p ~= q then return p < q end
+  end
+  return #x < #y
+end
+
+-- THE consumption order of buckets (accounts/snapshot.py consumption_order follows it):
+-- soonest expiry first (no expiry last), then priority, then id byte by byte: a strict
+-- total order
 local function order(x, y)
   local xt, yt = x.valid_to or math.huge, y.valid_to or math.huge
   if xt ~= yt then return xt < yt end
   if x.priority ~= y.priority then return x.priority < y.priority end
-  return x.id < y.id
+  return bytes_lt(x.id, y.id)
 end
 
 local function dest_ok(b, dest)
@@ -349,9 +361,12 @@ local function add_counters(counters, d)
   end
 end
 
+-- an empty subscription (to = from: subscribed and ended the same day) is active on no day
+local function sub_empty(s) return s.to ~= nil and s.to <= s.from end
+
 local function sub_in_cycle(s)
   if CTX.cycle == nil then return false end
-  if s.to ~= nil and s.to <= s.from then return false end
+  if sub_empty(s) then return false end
   return s.from < CTX.ced and (s.to == nil or s.to > CTX.csd)
 end
 
@@ -361,15 +376,22 @@ end
 
 -- the id (and source) of subscription `si`'s allowance bucket for the current cycle:
 -- allowance:<offer>/<allowance>:<cycle>, plus @<from date> when an earlier subscription in
--- the list is to the same offer. Subscriptions are only ever appended and two non-empty ones
--- to the same offer never overlap, so never start the same day: one id per subscription,
--- allowance and cycle, stable whoever computes it.
+-- the list is to the same offer, plus #<si> when one of those starts the same day too (only
+-- an empty one can: two non-empty ones to the same offer never overlap). Subscriptions are
+-- only ever appended and never change their offer or start: one id per subscription,
+-- allowance and cycle, stable whoever computes it (accounts/snapshot.py allowance_buckets).
 local function allowance_id(subs, si, al)
   local s = subs[si]
   local id = 'allowance:' .. s.offer .. '/' .. al.name .. ':' .. CTX.cycle
+  local later, same_day = false, false
   for j = 1, si - 1 do
-    if subs[j].offer == s.offer then return id .. '@' .. s.from end
+    if subs[j].offer == s.offer then
+      later = true
+      if subs[j].from == s.from then same_day = true end
+    end
   end
+  if same_day then return id .. '@' .. s.from .. '#' .. si end
+  if later then return id .. '@' .. s.from end
   return id
 end
 
@@ -423,7 +445,9 @@ local function gift(g, kind_source, priority, n, start)
   return id, b
 end
 
+-- two subscriptions active on a common day (an empty one is active on none)
 local function overlap(x, y)
+  if sub_empty(x) or sub_empty(y) then return false end
   return x.from < (y.to or '9999-99-99') and y.from < (x.to or '9999-99-99')
 end
 
@@ -444,7 +468,8 @@ end
 
 -- record a subscription, its subscribe gifts and its allowances for the current cycle;
 -- the gifts are valid from the subscription's start (local midnight of `from`), or from now
--- when that is past, so a subscription taken ahead of time gets them when it begins
+-- when that is past, so a subscription taken ahead of time gets them when it begins. An
+-- empty subscription gets no gift (and no allowance: sub_in_cycle).
 local function add_sub(a, s, gifts_from)
   local subs = cjson.decode(a.subs or '[]')
   local idx = #subs + 1
@@ -453,7 +478,9 @@ local function add_sub(a, s, gifts_from)
   redis.call('HSET', K_ACCT, 'subs', a.subs)
   local nb = {}
   local start = math.max(NOW, N(s.from_utc))
-  for gi, g in ipairs(s.gifts or {}) do
+  local gifts = s.gifts or {}
+  if sub_empty(s) then gifts = {} end
+  for gi, g in ipairs(gifts) do
     local id, b = gift(g, 'gift:subscribe:' .. s.offer, 100000 + idx * 1000 + gi, gifts_from + gi,
       start)
     nb[id] = b
@@ -461,5 +488,5 @@ local function add_sub(a, s, gifts_from)
   ledger('subscribe', {subscription = {offer = s.offer, from = s.from, to = s.to},
     new_buckets = nb})
   grant_cycle(a, idx)
-  return #(s.gifts or {})
+  return #gifts
 end

@@ -75,9 +75,9 @@ def test_sweep_refuses_a_negative_grace_and_releases_nothing(ccs, store):
 # --- 10 and 13: subscription dates, ledger ids -----------------------------------------------
 
 @pytest.mark.parametrize("args, line", [
-    (("--from", "2031-05-01", "--to", "2031-05-01"),
-     "--to: 2031-05-01 must be after --from 2031-05-01 (to is exclusive: a subscription "
-     "lasts at least one day)"),
+    (("--from", "2031-05-02", "--to", "2031-05-01"),
+     "--to: 2031-05-01 is before --from 2031-05-02 (to is exclusive: to = from is an empty "
+     "subscription)"),
     (("--from", "0001-01-01"),
      "--from: 0001-01-01 is outside 1970-01-01..2999-12-31"),
     (("--from", "2031-05-01", "--to", "9999-12-31"),

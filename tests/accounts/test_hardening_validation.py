@@ -64,12 +64,12 @@ def test_run_sweeper_refuses_a_negative_grace_before_its_first_round(store, cloc
 # --- 10 and 13 -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("from_date, to_date, message", [
-    ("2031-05-01", "2031-05-01",
-     "to_date: 2031-05-01 must be after from_date 2031-05-01 (to is exclusive: a subscription "
-     "lasts at least one day)"),
-    (None, "2026-11-10",  # the store clock's local date
-     "to_date: 2026-11-10 must be after from_date 2026-11-10 (to is exclusive: a subscription "
-     "lasts at least one day)"),
+    ("2031-05-02", "2031-05-01",
+     "to_date: 2031-05-01 is before from_date 2031-05-02 (to is exclusive: to = from is an "
+     "empty subscription)"),
+    (None, "2026-11-09",  # the day before the store clock's local date
+     "to_date: 2026-11-09 is before from_date 2026-11-10 (to is exclusive: to = from is an "
+     "empty subscription)"),
     ("0001-01-01", None, "from_date: 0001-01-01 is outside 1970-01-01..2999-12-31"),
     ("2026-11-10", "9999-12-31", "to_date: 9999-12-31 is outside 1970-01-01..2999-12-31"),
 ])

@@ -62,18 +62,21 @@ def _create(stub, account_id="A1"):
 
 # --- 10 and 13: Subscribe and ListLedger -----------------------------------------------------
 
-def test_an_empty_subscription_is_refused_and_the_base_offer_stays_free(stub):
+def test_an_empty_subscription_is_accepted_and_the_base_offer_stays_free(stub):
+    # billing.md: subscribed and cancelled the same day is 0 days; it holds no base-offer place
     _create(stub)
     code, message = _refused(stub.Subscribe, pb.SubscribeRequest(
-        op_id="s-1", account_id="A1", offer="basic", from_date="2031-05-01",
-        to_date="2031-05-01"))
+        op_id="s-0", account_id="A1", offer="basic", from_date="2031-05-01",
+        to_date="2031-04-30"))
     assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
-                               "to_date: 2031-05-01 must be after from_date 2031-05-01 (to is "
-                               "exclusive: a subscription lasts at least one day)")
+                               "to_date: 2031-04-30 is before from_date 2031-05-01 (to is "
+                               "exclusive: to = from is an empty subscription)")
+    stub.Subscribe(pb.SubscribeRequest(op_id="s-1", account_id="A1", offer="basic",
+                                       from_date="2031-05-01", to_date="2031-05-01"), timeout=30)
     reply = stub.Subscribe(pb.SubscribeRequest(op_id="s-2", account_id="A1", offer="basic",
-                                               from_date="2031-05-02"), timeout=30)
+                                               from_date="2031-05-01"), timeout=30)
     assert [(s.offer, s.from_date, s.to_date) for s in reply.account.subscriptions] == [
-        ("basic", "2031-05-02", "")]
+        ("basic", "2031-05-01", "2031-05-01"), ("basic", "2031-05-01", "")]
 
 
 @pytest.mark.parametrize("from_date, to_date, message", [
