@@ -28,6 +28,7 @@ from accounts.keys import AccountKeys, check_account_id, lookup_key
 from accounts.presentation import account_text, account_to_dict, ledger_to_dict, money_text
 from accounts.validation import (
     check_grace,
+    check_iso_date,
     check_ledger_after,
     check_ledger_count,
     check_msisdns,
@@ -290,6 +291,15 @@ def _subscribe(session, args) -> int:
     return _report(args, result, f"subscribed to {args.offer}")
 
 
+def _unsubscribe(session, args) -> int:
+    check_account_id(args.id)
+    on = check_iso_date(args.on, "--on")
+    op_id = _op_id(args)
+    result = session.store.unsubscribe(args.id, args.offer, op_id=op_id, on_date=on)
+    ends = ", ".join(f"{e['from']}..{e['to']}" for e in result.detail.get("ended", ()))
+    return _report(args, result, f"unsubscribed from {args.offer} on {on} ({ends})")
+
+
 def _ledger(session, args) -> int:
     check_account_id(args.id)
     check_ledger_count(args.limit, "--limit")
@@ -428,6 +438,14 @@ def register(subparsers) -> None:
                    help="first day, local YYYY-MM-DD (default: today)")
     p.add_argument("--to", dest="to_date", default=None, metavar="DATE",
                    help="end day, exclusive (default: open)")
+
+    p = verb("unsubscribe", _unsubscribe,
+             "end the account's subscriptions to an offer on a date (exclusive)", mutating=True)
+    p.add_argument("id")
+    p.add_argument("offer")
+    p.add_argument("--on", required=True, metavar="DATE",
+                   help="local YYYY-MM-DD: the first day without the offer; a subscription "
+                        "starting then or later is emptied")
 
     p = verb("ledger", _ledger, "list the account's ledger entries, oldest first")
     p.add_argument("id")

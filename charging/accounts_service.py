@@ -21,8 +21,9 @@ from accounts.errors import (
     OpIdConflict,
     UnknownAccount,
 )
+from accounts.keys import check_account_id
 from accounts.presentation import ledger_to_dict, money_text
-from accounts.validation import check_ledger_count, check_op_id
+from accounts.validation import check_iso_date, check_ledger_count, check_op_id
 from proto.ccs.v1 import accounts_pb2 as pb
 from proto.ccs.v1 import accounts_pb2_grpc
 from proto.ccs.v1.common_pb2 import Units
@@ -256,6 +257,18 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return self._reply(self.store.subscribe(
             account_id, offer, op_id=op_id, from_date=request.from_date or None,
             to_date=request.to_date or None), account_id)
+
+    @_rpc
+    def Unsubscribe(self, request):
+        op_id = _op_id(request)
+        account_id = check_account_id(_required(request.account, "account"), "account")
+        offer = _required(request.offer, "offer")
+        on = check_iso_date(_required(request.on, "on"), "on")
+        try:
+            result = self.store.unsubscribe(account_id, offer, op_id=op_id, on_date=on)
+        except UnknownAccount as exc:  # the store names its own parameter, account_id
+            raise UnknownAccount("account", exc.message) from None
+        return self._reply(result, account_id)
 
     @_rpc
     def ListLedger(self, request):

@@ -266,3 +266,35 @@ def test_sweep_releases_a_silent_session_and_keeps_a_live_one(cli, redis_client)
     assert account.reserved == 1_000_000 and account.balance == 10_000_000
     assert _ok(cli("sweep", "--grace", "0", "--all")) == "released 0 reservation(s)\n"
     assert _ok(cli("audit", "A1")) == "audit clean: 1 account(s)\n"
+
+
+def test_unsubscribe(cli):
+    _ok(cli("create", "P1", "--postpaid", "--credit-limit", "50", "--op-id", "c-1"))
+    _ok(cli("subscribe", "P1", "basic", "--from", "2031-05-01", "--op-id", "sub-1"))
+    out = _ok(cli("unsubscribe", "P1", "basic", "--on", "2031-05-10", "--op-id", "u-1"))
+    assert out == ("P1: unsubscribed from basic on 2031-05-10 (2031-05-01..2031-05-10); "
+                   "status active, balance 0.00 EUR, available 50.00\n")
+    assert json.loads(_ok(cli("show", "P1", "--json")))["subscriptions"] == [
+        {"offer": "basic", "from": "2031-05-01", "to": "2031-05-10"}]
+    out = _ok(cli("unsubscribe", "P1", "basic", "--on", "2031-05-10", "--op-id", "u-1"))
+    assert out.startswith("already applied (op-id u-1): nothing changed\n")
+    ledger = json.loads(_ok(cli("ledger", "P1", "--json")))
+    assert (ledger[-1]["op"], ledger[-1]["subscriptions"]) == (
+        "unsubscribe", [{"offer": "basic", "from": "2031-05-01", "to": "2031-05-10"}])
+    # the base offer again from 10 May: the ended subscription no longer holds that day
+    _ok(cli("subscribe", "P1", "basic", "--from", "2031-05-10", "--op-id", "sub-2"))
+    # refusals: one line, nothing changed
+    proc = cli("unsubscribe", "P1", "sms_pack", "--on", "2031-05-10", "--op-id", "u-2")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "ccs accounts unsubscribe: refused: offer: P1: no subscription to sms_pack "
+               "active on 2031-05-10 or later\n")
+    proc = cli("unsubscribe", "nobody", "basic", "--on", "2031-05-10", "--op-id", "u-3")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "ccs accounts unsubscribe: refused: account_id: no account 'nobody'\n")
+    proc = cli("unsubscribe", "P1", "basic", "--on", "10.05.2031")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, "", "ccs accounts unsubscribe: --on: expected a date YYYY-MM-DD, got '10.05.2031'\n")
+    assert cli("unsubscribe", "P1", "basic").returncode == 2  # --on is required
+    assert json.loads(_ok(cli("show", "P1", "--json")))["subscriptions"] == [
+        {"offer": "basic", "from": "2031-05-01", "to": "2031-05-10"},
+        {"offer": "basic", "from": "2031-05-10", "to": None}]

@@ -252,3 +252,43 @@ def test_buckets_reservations_and_counters_on_the_wire(stub, store):
     [entry] = [e for e in stub.ListLedger(pb.ListLedgerRequest(account_id="A1")).entries
                if e.op == "topup"]
     assert (entry.op_id, entry.fields["balance"], entry.time.seconds > 0) == ("t-1", "5.00", True)
+
+
+def test_unsubscribe(stub, store):
+    _create(stub)
+    stub.Subscribe(pb.SubscribeRequest(op_id="sub-1", account_id="A1", offer="basic",
+                                       from_date="2031-05-01"))
+    reply = stub.Unsubscribe(pb.UnsubscribeRequest(op_id="u-1", account="A1", offer="basic",
+                                                   on="2031-05-10"))
+    assert (reply.applied, reply.op_id) == (True, "u-1")
+    assert [(s.offer, s.from_date, s.to_date) for s in reply.account.subscriptions] == [
+        ("basic", "2031-05-01", "2031-05-10")]
+    again = stub.Unsubscribe(pb.UnsubscribeRequest(op_id="u-1", account="A1", offer="basic",
+                                                   on="2031-05-10"))
+    assert (again.applied, again.account.subscriptions) == (False, reply.account.subscriptions)
+    assert store.ledger("A1")[-1]["op"] == "unsubscribe"
+    refusals = [
+        (pb.UnsubscribeRequest(op_id="u-2", account="NOPE", offer="basic", on="2031-05-10"),
+         grpc.StatusCode.NOT_FOUND, "account: no account 'NOPE'"),
+        (pb.UnsubscribeRequest(op_id="u-2", account="A1", offer="basic", on="2031-5-10"),
+         grpc.StatusCode.INVALID_ARGUMENT, "on: expected a date YYYY-MM-DD, got '2031-5-10'"),
+        (pb.UnsubscribeRequest(op_id="u-2", account="A1", offer="basic"),
+         grpc.StatusCode.INVALID_ARGUMENT, "on: required"),
+        (pb.UnsubscribeRequest(op_id="u-2", account="A1", on="2031-05-10"),
+         grpc.StatusCode.INVALID_ARGUMENT, "offer: required"),
+        (pb.UnsubscribeRequest(op_id="u-2", offer="basic", on="2031-05-10"),
+         grpc.StatusCode.INVALID_ARGUMENT, "account: required"),
+        (pb.UnsubscribeRequest(account="A1", offer="basic", on="2031-05-10"),
+         grpc.StatusCode.INVALID_ARGUMENT, "op_id: required"),
+        (pb.UnsubscribeRequest(op_id="u-2", account="A1", offer="basic", on="2031-05-10"),
+         grpc.StatusCode.FAILED_PRECONDITION,
+         "offer: A1: no subscription to basic active on 2031-05-10 or later"),
+        (pb.UnsubscribeRequest(op_id="u-1", account="A1", offer="basic", on="2031-05-09"),
+         grpc.StatusCode.FAILED_PRECONDITION,
+         "op_id: A1: op id u-1 was used for another request"),
+    ]
+    for request_, code, details in refusals:
+        err = _refused(stub.Unsubscribe, request_)
+        assert (err.code(), err.details()) == (code, details)
+    got = stub.GetAccount(pb.GetAccountRequest(account_id="A1")).account
+    assert got.subscriptions == reply.account.subscriptions

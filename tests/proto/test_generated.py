@@ -39,7 +39,7 @@ def test_contract_names():
     accounts = accounts_pb2.DESCRIPTOR.services_by_name["Accounts"]
     assert set(accounts.methods_by_name) == {
         "CreateAccount", "GetAccount", "TopUp", "Adjust", "SetStatus",
-        "ChangePaymentType", "Subscribe", "ListLedger"}
+        "ChangePaymentType", "Subscribe", "Unsubscribe", "ListLedger"}
     assert set(billing_pb2.DESCRIPTOR.services_by_name["Billing"].methods_by_name) == {
         "ListBills", "GetBill", "RecordPayment"}
     request = charging_pb2.ChargeRequest.DESCRIPTOR.fields_by_name

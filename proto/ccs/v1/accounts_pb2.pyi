@@ -222,6 +222,18 @@ class SubscribeRequest(_message.Message):
     to_date: str
     def __init__(self, op_id: _Optional[str] = ..., account_id: _Optional[str] = ..., offer: _Optional[str] = ..., from_date: _Optional[str] = ..., to_date: _Optional[str] = ...) -> None: ...
 
+class UnsubscribeRequest(_message.Message):
+    __slots__ = ("op_id", "account", "offer", "on")
+    OP_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    OFFER_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    op_id: str
+    account: str
+    offer: str
+    on: str
+    def __init__(self, op_id: _Optional[str] = ..., account: _Optional[str] = ..., offer: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+
 class ListLedgerRequest(_message.Message):
     __slots__ = ("account_id", "limit", "after")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]

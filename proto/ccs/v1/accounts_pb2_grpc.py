@@ -69,6 +69,11 @@ class AccountsStub:
                 request_serializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.AccountReply.FromString,
                 _registered_method=True)
+        self.Unsubscribe = channel.unary_unary(
+                '/ccs.v1.Accounts/Unsubscribe',
+                request_serializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.UnsubscribeRequest.SerializeToString,
+                response_deserializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.AccountReply.FromString,
+                _registered_method=True)
         self.ListLedger = channel.unary_unary(
                 '/ccs.v1.Accounts/ListLedger',
                 request_serializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.ListLedgerRequest.SerializeToString,
@@ -121,6 +126,12 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Unsubscribe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLedger(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -163,6 +174,11 @@ def add_AccountsServicer_to_server(servicer, server):
             'Subscribe': grpc.unary_unary_rpc_method_handler(
                     servicer.Subscribe,
                     request_deserializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.SubscribeRequest.FromString,
+                    response_serializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.AccountReply.SerializeToString,
+            ),
+            'Unsubscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unsubscribe,
+                    request_deserializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.UnsubscribeRequest.FromString,
                     response_serializer=proto_dot_ccs_dot_v1_dot_accounts__pb2.AccountReply.SerializeToString,
             ),
             'ListLedger': grpc.unary_unary_rpc_method_handler(
@@ -359,6 +375,33 @@ class Accounts:
             target,
             '/ccs.v1.Accounts/Subscribe',
             proto_dot_ccs_dot_v1_dot_accounts__pb2.SubscribeRequest.SerializeToString,
+            proto_dot_ccs_dot_v1_dot_accounts__pb2.AccountReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unsubscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccs.v1.Accounts/Unsubscribe',
+            proto_dot_ccs_dot_v1_dot_accounts__pb2.UnsubscribeRequest.SerializeToString,
             proto_dot_ccs_dot_v1_dot_accounts__pb2.AccountReply.FromString,
             options,
             channel_credentials,
