@@ -16,7 +16,8 @@ import threading
 
 # command -> the module that registers it; only the one asked for is imported (a `ccs rate`
 # need not pay for importing redis and grpc)
-COMMAND_MODULES = {"catalog": "rating.cli", "rate": "billing.cli", "accounts": "accounts.cli"}
+COMMAND_MODULES = {"catalog": "rating.cli", "rate": "billing.cli", "accounts": "accounts.cli",
+                   "bill": "billing.bill_cli"}
 
 
 def ccs_version() -> str:
@@ -65,7 +66,17 @@ def _cmd_serve(args) -> int:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         print(f"ccs serve: Redis unavailable: {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = args.worker_index  # None: not a worker of a supervisor
+    tag = "" if worker is None else f"[worker {worker}] "
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s %(levelname)s {tag}%(name)s %(message)s")
+    if args.workers > 1 and worker is None:
+        client.close()
+        try:
+            return _supervise(args, _worker_redis_url(args, client), embedded)
+        finally:
+            if embedded:
+                embedded.stop()
     stop_sweeping = threading.Event()
     sweeper_stats = None
     try:
@@ -80,12 +91,18 @@ def _cmd_serve(args) -> int:
         try:
             node = build_node(args.listen, store=store, catalog=catalog, charger=charger,
                               notifier=notifier, admin_listen=args.admin_listen, tls=tls,
-                              metrics_listen=args.metrics, sweeper_stats=sweeper_stats)
+                              metrics_listen=args.metrics, sweeper_stats=sweeper_stats,
+                              max_workers=args.threads)
         except ListenError as exc:
             print(f"ccs serve: --{exc.role}: {exc}", file=sys.stderr)
             return 1
-        print(f"ccs node listening on {_listening(args, node)}; redis {where}", flush=True)
-        if store is not None:
+        if worker is None:
+            print(f"ccs node listening on {_listening(args, node)}; redis {where}", flush=True)
+        else:
+            from charging.server import announce_worker
+
+            announce_worker(worker, node)
+        if store is not None and worker in (None, 0):  # one sweeper per supervisor
             sweeper = _start_sweeper(store, stop_sweeping, sweeper_stats)
         wait_for_signal(node, grace=args.grace)
     finally:
@@ -94,6 +111,70 @@ def _cmd_serve(args) -> int:
             sweeper.join(10)
         if embedded:
             embedded.stop()
+    return 0
+
+
+def _worker_redis_url(args, client) -> str | None:
+    """The Redis the workers use: --redis, else $CCS_REDIS_URL (inherited: None), else the
+    embedded server the supervisor started or found."""
+    if args.redis:
+        return args.redis
+    if os.environ.get("CCS_REDIS_URL"):
+        return None
+    kw = client.connection_pool.connection_kwargs
+    return f"redis://{kw.get('host', '127.0.0.1')}:{kw['port']}/0"
+
+
+def _supervise(args, redis_url: str | None, embedded) -> int:
+    """`ccs serve --workers N`: N worker processes of this same command on the same ports
+    (charging.server.Supervisor), their /metrics merged on --metrics."""
+    from types import SimpleNamespace
+
+    from charging.interceptors import serve_merged_metrics
+    from charging.server import ListenError, Supervisor
+
+    def host(address: str) -> str:
+        return address.rsplit(":", 1)[0]
+
+    base = [sys.executable, "-m", "charging.cli", *args.argv]
+
+    def command(index: int, ports: dict | None) -> list[str]:
+        argv = base + ["--worker-index", str(index)]
+        if redis_url:
+            argv += ["--redis", redis_url]
+        if args.metrics:
+            argv += ["--metrics", "127.0.0.1:0"]  # private: the supervisor merges them
+        if ports is not None:
+            argv += ["--listen", f"{host(args.listen)}:{ports['port']}"]
+            if args.admin_listen:
+                argv += ["--admin-listen", f"{host(args.admin_listen)}:{ports['admin_port']}"]
+        return argv
+
+    sup = Supervisor(args.workers, command, grace=args.grace)
+    sup.handle_signals()
+    metrics_http = metrics_port = None
+    if args.metrics:
+        try:
+            metrics_http, metrics_port = serve_merged_metrics(args.metrics, sup.metrics_ports)
+        except (OSError, ValueError) as exc:
+            err = ListenError("metrics", args.metrics, str(exc))
+            print(f"ccs serve: --metrics: {err}", file=sys.stderr)
+            return 1
+    try:
+        code = sup.start()
+        if code:
+            return code
+        first = sup.ready[0]
+        shown = SimpleNamespace(port=first["port"], admin_port=first["admin_port"],
+                                metrics_port=metrics_port)
+        where = embedded.url if embedded else (redis_url or os.environ.get("CCS_REDIS_URL"))
+        print(f"ccs node listening on {_listening(args, shown)}; redis {where}; "
+              f"{args.workers} worker processes", flush=True)
+        sup.run()
+    finally:
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
     return 0
 
 
@@ -139,6 +220,19 @@ def _listening(args, node) -> str:
     if node.metrics_port is not None:
         text += f"; metrics on http://{host(args.metrics)}:{node.metrics_port}/metrics"
     return text
+
+
+def _count_arg(name: str, top: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = 0
+        if not 1 <= v <= top:
+            raise argparse.ArgumentTypeError(f"{name}: expected 1..{top}, got {text!r}")
+        return v
+
+    return parse
 
 
 def _address_arg(text: str) -> str:
@@ -210,6 +304,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", default=None, metavar="FILE",
                    help="PEM CA certificates: require client certificates they signed "
                         "(mutual TLS)")
+    p.add_argument("--workers", type=_count_arg("--workers", 64), default=1, metavar="N",
+                   help="node processes sharing the listeners (SO_REUSEPORT; the kernel "
+                        "spreads client connections over them); default %(default)s")
+    p.add_argument("--threads", type=_count_arg("--threads", 256), default=16, metavar="N",
+                   help="gRPC server threads of each process (default %(default)s)")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run the demo on embedded defaults (what `make demo` runs)")
@@ -247,6 +347,7 @@ def _main(argv: list[str] | None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # `ccs serve --workers N` starts its workers with the same
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -1,0 +1,418 @@
+"""The bill run of one cycle (billing.md): CDR files rated and stored, online records summed,
+fees, discounts and tax, one bill per paying account, stored; prepaid fees debited once.
+
+    files -> billing.offline.rate_file (kernels) -> rated_usage (SQL)
+    accounts (Redis snapshot) + rated_usage + online records + late CDRs -> billing.bill -> bills
+
+Re-runs of a draft cycle replace its bills with the same bytes; a final cycle never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import and_, delete, func, select, update
+
+from billing import bill as B
+from billing import cdrs
+from billing.db import bulk_insert, write_transaction
+from billing.models import Base
+from billing.offline import AccountIndex, rate_file
+from rating.cycles import cycle_bounds, cycle_name, month_number, parse_cycle
+from rating.money import parse_money
+
+T = Base.metadata.tables
+
+
+class BillRunError(ValueError):
+    """A run that cannot be done as asked (a final cycle, a file that is not a CDR file)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def check_cycle(cycle) -> str:
+    try:
+        parse_cycle(cycle)
+    except ValueError:
+        raise BillRunError("--cycle", f"expected YYYY-MM, got {cycle!r}") from None
+    return cycle
+
+
+def parse_partition(text: str | None) -> tuple[int, int]:
+    """'K/N' (1 <= K <= N <= 4096) -> (K, N); None -> (1, 1)."""
+    if text is None:
+        return 1, 1
+    k, _, n = str(text).partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n) <= 4096):
+        raise BillRunError("--partition", f"expected K/N with 1 <= K <= N <= 4096, got {text!r}")
+    return int(k), int(n)
+
+
+def partition_of(root: str, n: int) -> int:
+    """The partition (1..n) of a family, by its root account id: stable across runs."""
+    return zlib.crc32(root.encode()) % n + 1
+
+
+@dataclass
+class RunSummary:
+    cycle: str
+    partition: str
+    accounts_billed: int = 0
+    invoices: int = 0
+    statements: int = 0
+    cdrs_rated: int = 0
+    cdrs_rejected: dict[str, int] = field(default_factory=dict)
+    files_imported: list[str] = field(default_factory=list)
+    files_skipped: list[str] = field(default_factory=list)
+    revenue: dict[str, int] = field(default_factory=dict)  # service -> micro (usage lines)
+    fees_debited: int = 0
+    fees_refused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self, decimals: int) -> dict:
+        from rating.money import format_money
+
+        d = dict(self.__dict__)
+        d["revenue"] = {k: format_money(v, decimals) for k, v in sorted(self.revenue.items())}
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+# --- the family tree ------------------------------------------------------------------------
+
+
+def roots_of(facts: list) -> dict[str, str]:
+    """account -> the top of its family (itself when it has no parent)."""
+    parent = {f.id: f.parent for f in facts}
+    out: dict[str, str] = {}
+    for a in parent:
+        seen, x = [], a
+        while parent.get(x) and x not in seen:
+            seen.append(x)
+            x = parent[x]
+        out[a] = x
+    return out
+
+
+# --- database reads --------------------------------------------------------------------------
+
+
+def cycle_status(conn, cycle: str) -> str | None:
+    return conn.execute(select(T["cycles"].c.status).where(T["cycles"].c.cycle == cycle)).scalar()
+
+
+def saved_states(conn, cycle: str) -> dict[str, str]:
+    t = T["cycle_standing"]
+    return dict(conn.execute(select(t.c.account, t.c.state).where(t.c.cycle == cycle)).all())
+
+
+def _next_open_cycle(conn, cycle: str) -> str:
+    m = month_number(cycle) + 1
+    while cycle_status(conn, cycle_name(m)) == "final":
+        m += 1
+    return cycle_name(m)
+
+
+# --- importing CDR files ---------------------------------------------------------------------
+
+
+def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, run_id: int,
+                summary: RunSummary) -> None:
+    """Rate one CDR file and store what it adds, in the caller's transaction; a file whose
+    content was imported before (same SHA-256) is skipped."""
+    data_hash = _file_hash(path)
+    files = T["cdr_files"]
+    if conn.execute(select(files.c.hash).where(files.c.hash == data_hash)).first() is not None:
+        summary.files_skipped.append(str(path))
+        return
+    try:
+        table = cdrs.read_cdr_table(path)
+    except cdrs.CdrFileError as exc:
+        raise BillRunError("--cdrs", str(exc)) from None
+    result = rate_file(catalog, compiled, index, table,
+                       cycle_status=lambda c: cycle_status(conn, c),
+                       saved_states=lambda c: saved_states(conn, c))
+    conn.execute(files.insert().values(
+        hash=data_hash, name=path.name, rows=result.rows, rated=result.rated,
+        rejected=sum(result.rejected.values()), imported_at=int(time.time()), run_id=run_id))
+    names = compiled.service_names
+    usage_rows, late_rows, states = [], [], []
+    for cu in result.cycles:
+        if cu.late:
+            billed = _next_open_cycle(conn, cu.cycle)
+            late_rows.extend({"file_hash": data_hash, "cdr_id": cid,
+                              "account": index.facts[r].id, "cycle": cu.cycle,
+                              "billed_cycle": billed, "service": names[s], "net_charge": net}
+                             for cid, r, s, net in cu.late_rows)
+        else:
+            usage_rows.extend({"file_hash": data_hash, "account": index.facts[r].id,
+                               "cycle": cu.cycle, "service": names[s], "cdrs": v[0],
+                               "usage": v[1], "rated_usage": v[2], "covered": v[3],
+                               "net_charge": v[4]} for (r, s), v in cu.groups.items())
+        touched = [int(r) for r in cu.touched]
+        stand = T["cycle_standing"]
+        ids = [index.facts[r].id for r in touched]
+        for lo in range(0, len(ids), 500):
+            conn.execute(delete(stand).where(and_(stand.c.cycle == cu.cycle,
+                                                  stand.c.account.in_(ids[lo:lo + 500]))))
+        states.extend({"account": index.facts[r].id, "cycle": cu.cycle,
+                       "state": cu.standing.state_of(r, compiled)} for r in touched)
+    bulk_insert(conn, T["rated_usage"], usage_rows)
+    bulk_insert(conn, T["late_cdrs"], late_rows)
+    bulk_insert(conn, T["cycle_standing"], states)
+    summary.files_imported.append(str(path))
+    summary.cdrs_rated += result.rated
+    for k, v in result.rejected.items():
+        summary.cdrs_rejected[k] = summary.cdrs_rejected.get(k, 0) + v
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise BillRunError("--cdrs", f"{path}: cannot read: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+# --- gathering a cycle's figures ---------------------------------------------------------------
+
+
+def offline_usage(conn, cycle: str) -> dict[str, dict[str, int]]:
+    t = T["rated_usage"]
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    q = select(t.c.account, t.c.service, func.sum(t.c.net_charge)).where(
+        t.c.cycle == cycle).group_by(t.c.account, t.c.service)
+    for account, service, net in conn.execute(q):
+        out[account][service] = int(net)
+    return out
+
+
+def late_adjustments(conn, cycle: str) -> dict[str, dict[str, int]]:
+    t = T["late_cdrs"]
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    q = select(t.c.account, t.c.cycle, t.c.service, func.sum(t.c.net_charge)).where(
+        t.c.billed_cycle == cycle).group_by(t.c.account, t.c.cycle, t.c.service)
+    for account, original, service, net in conn.execute(q):
+        out[account][f"late:{original}:{service}"] = int(net)
+    return out
+
+
+def online_usage(store, facts: list, cycle: str, *, batch: int = 500) -> dict[str, dict[str, int]]:
+    """Sum of the node's rated records per account and service over each account's cycle,
+    read in pipelines of `batch` accounts (records are scored by session start)."""
+    from accounts.keys import AccountKeys
+    from accounts.online import records_key
+
+    roots = roots_of(facts)
+    tz = store.catalog.timezone
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for lo in range(0, len(facts), batch):
+        part = facts[lo:lo + batch]
+        pipe = store.r.pipeline(transaction=False)
+        for f in part:
+            start, end = cycle_bounds(cycle, f.bill_cycle_day, tz)
+            pipe.zrangebyscore(records_key(AccountKeys(f.id, roots[f.id])), start, f"({end}")
+        for f, raw in zip(part, pipe.execute(), strict=True):
+            sums = out[f.id]
+            for item in raw:
+                rec = json.loads(item)
+                svc = rec["service"]
+                sums[svc] = sums.get(svc, 0) + int(rec["net_charge"])
+    return out
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition=(1, 1),
+        facts: list | None = None, progress=None) -> RunSummary:
+    """Bill `cycle` for the families of `partition` (K, N). Importing `cdr_files` is one
+    transaction per file; the bills of the partition are replaced in one transaction."""
+    from accounts.snapshot import snapshot
+
+    t0 = time.perf_counter()
+    check_cycle(cycle)
+    k, n = partition
+    summary = RunSummary(cycle, f"{k}/{n}")
+    with write_transaction(engine) as conn:
+        if cycle_status(conn, cycle) == "final":
+            raise BillRunError("--cycle", f"cycle {cycle} is final: its bills never change "
+                               "(late CDRs go into the next open cycle)")
+        if cycle_status(conn, cycle) is None:
+            conn.execute(T["cycles"].insert().values(cycle=cycle, status="draft"))
+        run_id = conn.execute(T["bill_runs"].insert().values(
+            cycle=cycle, partition=summary.partition, started_at=int(time.time()))
+        ).inserted_primary_key[0]
+    facts = list(snapshot(store)) if facts is None else facts
+    index = AccountIndex.build(catalog, facts)
+    for path in cdr_files:
+        with write_transaction(engine) as conn:
+            import_file(conn, catalog, compiled, index, Path(path), run_id, summary)
+    roots = roots_of(facts)
+    mine = [f for f in facts if partition_of(roots[f.id], n) == k]
+    online = online_usage(store, mine, cycle)
+    with write_transaction(engine) as conn:
+        offline = offline_usage(conn, cycle)
+        late = late_adjustments(conn, cycle)
+        bills = build_bills(catalog, mine, roots, cycle, online, offline, late)
+        if progress is not None:
+            progress(len(bills))
+        _store_bills(conn, catalog, bills, cycle, run_id)
+    _debit_prepaid_fees(engine, store, catalog, mine, roots, cycle, summary)
+    for b in bills:
+        summary.accounts_billed += 1
+        if b["type"] == "invoice":
+            summary.invoices += 1
+        else:
+            summary.statements += 1
+        for line in b["lines"]:
+            if line["kind"] == "usage":
+                summary.revenue[line["name"]] = summary.revenue.get(line["name"], 0) + \
+                    parse_money(line["amount"], "amount")
+    summary.seconds = time.perf_counter() - t0
+    with write_transaction(engine) as conn:
+        conn.execute(update(T["bill_runs"]).where(T["bill_runs"].c.id == run_id).values(
+            finished_at=int(time.time()), accounts_billed=summary.accounts_billed,
+            cdrs_rated=summary.cdrs_rated, cdrs_rejected=sum(summary.cdrs_rejected.values()),
+            summary=json.dumps(summary.as_dict(catalog.billing.decimals), sort_keys=True)))
+    return summary
+
+
+def _sections(catalog, fam: list, online, offline, late) -> list[B.Section]:
+    out = []
+    for f in fam:
+        usage: dict[str, int] = {}
+        for src in (offline.get(f.id, {}), online.get(f.id, {})):
+            for svc, v in src.items():
+                usage[svc] = usage.get(svc, 0) + v
+        out.append(B.Section(f.id, usage, [dict(s) for s in f.subscriptions],
+                             dict(late.get(f.id, {}))))
+    return out
+
+
+def _has_content(catalog, sections: list[B.Section], period: B.Period) -> bool:
+    for s in sections:
+        if s.usage or s.adjustments:
+            return True
+        if any(B.active_days(sub, period) > 0 or period.first <= B._day(sub["from"]) < period.after
+               for sub in s.subscriptions):
+            return True
+    return False
+
+
+def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, late) -> list[dict]:
+    """One bill per family with something to bill in the cycle (usage, an adjustment, or a
+    subscription active or starting in it), by root account id."""
+    families: dict[str, list] = defaultdict(list)
+    for f in facts:
+        families[roots[f.id]].append(f)
+    by_id = {f.id: f for f in facts}
+    bills = []
+    for root in sorted(families):
+        owner = by_id.get(root)
+        if owner is None:
+            continue
+        fam = [owner] + sorted((f for f in families[root] if f.id != root), key=lambda f: f.id)
+        period = B.Period.of(cycle, owner.bill_cycle_day)
+        sections = _sections(catalog, fam, online, offline, late)
+        if not _has_content(catalog, sections, period):
+            continue
+        bills.append(B.build_bill(
+            catalog, owner=sections[0], children=sections[1:], period=period,
+            status="draft", prepaid=owner.credit_limit == 0, currency=owner.currency))
+    return bills
+
+
+def _store_bills(conn, catalog, bills: list[dict], cycle: str, run_id: int) -> None:
+    from billing.render import bill_json
+
+    t, lines = T["bills"], T["bill_lines"]
+    ids = [f"{b['account']}/{cycle}" for b in bills]
+    for lo in range(0, len(ids), 500):
+        chunk = ids[lo:lo + 500]
+        conn.execute(delete(lines).where(lines.c.bill_id.in_(chunk)))
+        conn.execute(delete(t).where(t.c.id.in_(chunk)))
+    rows, line_rows = [], []
+    for bid, b in zip(ids, bills, strict=True):
+        rows.append({"id": bid, "account": b["account"], "cycle": cycle, "status": b["status"],
+                     "type": b["type"], "currency": b["currency"],
+                     "period_start": b["period_start"], "period_end": b["period_end"],
+                     "due_date": b["due_date"], "subtotal": parse_money(b["subtotal"]),
+                     "account_discount": parse_money(b["account_discount"]),
+                     "tax": parse_money(b["tax"]), "total": parse_money(b["total"]),
+                     "amount_due": parse_money(b["amount_due"]), "paid": 0,
+                     "export": bill_json(b).decode(), "run_id": run_id})
+        line_rows.extend({"bill_id": bid, "position": i, "kind": ln["kind"], "name": ln["name"],
+                          "account": ln["account"], "amount": parse_money(ln["amount"])}
+                         for i, ln in enumerate(b["lines"]))
+    bulk_insert(conn, t, rows)
+    bulk_insert(conn, lines, line_rows)
+
+
+def _debit_prepaid_fees(engine, store, catalog, facts, roots, cycle, summary) -> None:
+    """A prepaid family's fees, debited from each account's balance through the accounts
+    layer once per subscription, fee and cycle: the posting row is the record that it was,
+    and the op id makes a debit whose row was lost (a crash between them) a replay."""
+    from accounts.errors import AccountError
+
+    postings = T["fee_postings"]
+    with engine.connect() as conn:
+        done = {(a, s, fee) for a, s, fee in conn.execute(
+            select(postings.c.account, postings.c.subscription, postings.c.fee).where(
+                postings.c.cycle == cycle))}
+    by_id = {f.id: f for f in facts}
+    for f in facts:
+        owner = by_id.get(roots[f.id])
+        if owner is None or owner.credit_limit != 0:
+            continue
+        period = B.Period.of(cycle, owner.bill_cycle_day)
+        section = B.Section(f.id, {}, [dict(s) for s in f.subscriptions], {})
+        for key, fee, amount in B.fee_lines(catalog, section, period):
+            if (f.id, key, fee) in done:
+                continue
+            op_id = "fee:" + hashlib.sha256(f"{f.id}|{cycle}|{key}|{fee}".encode()).hexdigest()[:32]
+            try:
+                store.adjust(f.id, -amount, op_id=op_id, reason=f"fee {cycle} {key} {fee}")
+            except AccountError as exc:
+                summary.fees_refused.append(f"{f.id} {key} {fee}: {exc}")
+                continue
+            with write_transaction(engine) as conn:
+                conn.execute(postings.insert().values(
+                    account=f.id, cycle=cycle, subscription=key, fee=fee, amount=amount,
+                    op_id=op_id, posted_at=int(time.time())))
+            summary.fees_debited += 1
+
+
+def finalize(engine, cycle: str) -> int:
+    """Freeze `cycle`: its bills become final (their exports say so) and never change again.
+    Returns the number of bills finalised; a second finalize does nothing."""
+    from billing.render import bill_json
+
+    check_cycle(cycle)
+    with write_transaction(engine) as conn:
+        status = cycle_status(conn, cycle)
+        if status is None:
+            raise BillRunError("--cycle", f"cycle {cycle} was never run")
+        if status == "final":
+            return 0
+        t = T["bills"]
+        rows = conn.execute(select(t.c.id, t.c.export).where(t.c.cycle == cycle)).all()
+        for bid, export in rows:
+            doc = json.loads(export)
+            doc["status"] = "final"
+            conn.execute(update(t).where(t.c.id == bid).values(
+                status="final", export=bill_json(doc).decode()))
+        conn.execute(update(T["cycles"]).where(T["cycles"].c.cycle == cycle).values(
+            status="final", finalized_at=int(time.time())))
+        return len(rows)

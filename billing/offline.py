@@ -1,0 +1,256 @@
+"""Offline CDRs for the bill run: each CDR rated with the base offer active at its start, in the
+cycle of its account's bill cycle day, after what online usage left (billing.md).
+
+Columnar throughout: a file of 10M CDRs is a handful of arrays, never 10M Python objects.
+Python loops run per account (plans, allowances) and per cycle found in a file, not per CDR.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+
+from billing import cdrs
+from billing.run_kernels import _group_sums
+from rating.cycles import cycle_months, cycle_name, month_number
+from rating.engine import REASONS, Accumulators, AllowanceTable, Plan, rate_batch
+
+_START_OFFSET = 1 << 37  # starts of years 2..9998 shifted to be >= 0
+_START_BITS = 39  # ... and below 2^39; an account row takes the bits above (< 2^24 accounts)
+_EARLIEST = -62135510400  # 0001-01-02T00:00Z: before any start a CDR may have (years 2..)
+
+
+def _utc(sub: dict, key: str) -> int | None:
+    v = sub.get(key)
+    return None if v is None else int(v)
+
+
+@dataclass
+class AccountIndex:
+    """The accounts of a run, one row each, and the plans their subscriptions give."""
+
+    facts: list  # AccountFacts (accounts.snapshot), row order
+    row: dict[str, int]
+    names: pa.Array
+    bcd: np.ndarray  # int32 per row
+    plans: list[Plan]
+    seg_key: np.ndarray  # int64 sorted: (row << _START_BITS) | (segment start + offset)
+    seg_plan: np.ndarray  # int32: plan index of the segment, -1 none (no_offer)
+
+    @classmethod
+    def build(cls, catalog, facts: list) -> AccountIndex:
+        from accounts.plans import plan_at
+
+        plan_ids: dict[tuple, int] = {}
+        plans: list[Plan] = []
+        keys: list[int] = []
+        seg_plan: list[int] = []
+        for r, f in enumerate(facts):
+            subs = list(f.subscriptions)
+            cuts = {_EARLIEST}
+            for s in subs:
+                for k in ("from_utc", "to_utc"):
+                    t = _utc(s, k)
+                    if t is not None:
+                        cuts.add(t)
+            for t in sorted(cuts):
+                p = plan_at(catalog, subs, t) if subs else None
+                if p is None or p.tariff is None:
+                    pid = -1
+                else:
+                    key = (p.tariff, p.discounts)
+                    pid = plan_ids.setdefault(key, len(plans))
+                    if pid == len(plans):
+                        plans.append(Plan(p.tariff, p.discounts))
+                keys.append((r << _START_BITS) | (t + _START_OFFSET))
+                seg_plan.append(pid)
+        return cls(
+            facts=facts,
+            row={f.id: r for r, f in enumerate(facts)},
+            names=pa.array([f.id for f in facts], pa.string()),
+            bcd=np.array([f.bill_cycle_day for f in facts], np.int32),
+            plans=plans or [Plan(next(iter(catalog.tariffs)))],
+            seg_key=np.array(keys, np.int64),
+            seg_plan=np.array(seg_plan, np.int32),
+        )
+
+    def plan_of(self, account: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """The plan index of every (account row, start): the base offer active at the start's
+        local date; -1 for an unknown account or when no base offer is active."""
+        known = account >= 0
+        key = (account.astype(np.int64) << _START_BITS) | (
+            np.clip(start, -_START_OFFSET + 1, (1 << _START_BITS) - _START_OFFSET - 1)
+            + _START_OFFSET)
+        at = np.searchsorted(self.seg_key, key, side="right") - 1
+        plan = self.seg_plan[np.maximum(at, 0)]
+        return np.where(known, plan, -1).astype(np.int32)
+
+    def months_of(self, account: np.ndarray, start: np.ndarray, usable: np.ndarray,
+                  timezone: str) -> np.ndarray:
+        """The cycle (a month number) of every CDR by its account's bill cycle day; -1 for
+        rows not usable."""
+        out = np.full(len(start), -1, np.int64)
+        bcd = np.where(account >= 0, self.bcd[np.maximum(account, 0)], 0)
+        for day in np.unique(bcd[usable]):
+            rows = usable & (bcd == day)
+            out[rows] = cycle_months(start[rows], np.ones(int(rows.sum()), bool), timezone,
+                                     int(day))
+        return out
+
+
+@dataclass
+class Standing:
+    """The state a cycle's offline CDRs are rated from, and left in: accumulators and the
+    allowance buckets (remaining units), every account of the run."""
+
+    acc: Accumulators
+    allowances: AllowanceTable
+    bucket_ids: list[str]  # per allowance bucket, in table order
+
+    def state_of(self, row: int, compiled) -> str:
+        lo, hi = int(self.allowances.offsets[row]), int(self.allowances.offsets[row + 1])
+        return json.dumps({
+            "tier": {s: int(v) for s, v in zip(compiled.service_names,
+                                                self.acc.tier_usage[row].tolist(), strict=True) if v},
+            "disc": {d: int(v) for d, v in zip(compiled.discount_names,
+                                                self.acc.discount_basis[row].tolist(), strict=True) if v},
+            "allow": {self.bucket_ids[j]: int(self.allowances.remaining[j]) for j in range(lo, hi)},
+        }, sort_keys=True, separators=(",", ":"))
+
+
+def initial_standing(catalog, compiled, index: AccountIndex, cycle: str,
+                     saved: dict[str, str]) -> Standing:
+    """The standing of `cycle` before this file: an account's saved state (an earlier file of
+    the cycle, `saved`: account -> state JSON) or else what online usage left: the cycle's
+    counters and allowance buckets in Redis, the catalog's full allowances where online usage
+    never touched them. Buckets in consumption order: soonest expiry, then offer position (the
+    Lua scripts' rule, `accounts.snapshot.consumption_order`)."""
+    from accounts.snapshot import allowance_buckets, consumption_order
+
+    n = len(index.facts)
+    acc = Accumulators.zeros(compiled, n)
+    offsets = [0]
+    service, remaining, vfrom, vto, doff, dids, ids = [], [], [], [], [0], [], []
+    tz = catalog.timezone
+    for r, f in enumerate(index.facts):
+        state = json.loads(saved[f.id]) if f.id in saved else None
+        if state is not None:
+            for s, v in state["tier"].items():
+                if s in compiled.service_id:
+                    acc.tier_usage[r, compiled.service_id[s]] = v
+            for d, v in state["disc"].items():
+                if d in compiled.discount_id:
+                    acc.discount_basis[r, compiled.discount_id[d]] = v
+        else:
+            for k, v in f.counters.items():
+                c, _, rest = k.partition("|")
+                if c != cycle:
+                    continue
+                kind, _, name = rest.partition("|")
+                if kind == "tier" and name in compiled.service_id:
+                    acc.tier_usage[r, compiled.service_id[name]] = int(v)
+                elif kind == "disc" and name in compiled.discount_id:
+                    acc.discount_basis[r, compiled.discount_id[name]] = int(v)
+        online = {b.id: b for b in f.buckets}
+        mine = []
+        for b in allowance_buckets(list(f.subscriptions), cycle, f.bill_cycle_day, tz):
+            if state is not None:
+                b = replace(b, remaining=state["allow"].get(b.id, b.remaining))
+            elif b.id in online:  # what online usage left (units held count as used)
+                held = online[b.id]
+                b = replace(b, remaining=held.remaining - held.reserved,
+                            valid_from=held.valid_from, valid_to=held.valid_to)
+            mine.append(b)
+        for b in consumption_order(mine):
+            ids.append(b.id)
+            service.append(compiled.service_id.get(b.service, -2))
+            remaining.append(max(0, b.remaining))
+            vfrom.append(b.valid_from)
+            vto.append(b.valid_to)
+            for d in b.dest or ():
+                if d in compiled.destination_id:
+                    dids.append(compiled.destination_id[d])
+            doff.append(len(dids))
+        offsets.append(len(ids))
+    table = AllowanceTable(
+        offsets=np.array(offsets, np.int64), service=np.array(service, np.int32),
+        remaining=np.array(remaining, np.int64), valid_from=np.array(vfrom, np.int64),
+        valid_to=np.array(vto, np.int64), dest_offsets=np.array(doff, np.int64),
+        dest_ids=np.array(dids, np.int32))
+    return Standing(acc, table, ids)
+
+
+@dataclass
+class CycleUsage:
+    """What one cycle's CDRs of a file add up to, per account and service (rated rows)."""
+
+    cycle: str
+    late: bool  # the cycle was final: its CDRs become adjustments of a later cycle
+    groups: dict[tuple[int, int], tuple[int, int, int, int, int]]  # (row, service id) ->
+    #   (cdrs, usage, rated_usage, covered, net_charge)
+    late_rows: list[tuple[str, int, int, int]]  # (cdr_id, row, service id, net) for late ones
+    touched: np.ndarray  # account rows with rated CDRs in the cycle
+    standing: Standing
+
+
+@dataclass
+class FileRating:
+    rows: int
+    rated: int
+    rejected: dict[str, int]  # reason -> count
+    cycles: list[CycleUsage]
+
+
+def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_status,
+              saved_states) -> FileRating:
+    """Rate one CDR table for the bill run. `cycle_status(cycle) -> 'final' | other` and
+    `saved_states(cycle) -> {account: state JSON}` read the database."""
+    names = index.names
+    parsed = cdrs.parse_cdrs(
+        table, compiled,
+        accounts=cdrs.AccountPlans(names, np.zeros(len(names), np.int32), index.plans))
+    b = parsed.batch
+    b.plan = index.plan_of(b.account, b.start)
+    usable = (b.pre_reason == 0) & (b.account >= 0)
+    months = index.months_of(b.account, b.start, usable, catalog.timezone)
+    reasons = np.zeros(len(REASONS), np.int64)
+    pre = b.pre_reason[b.pre_reason != 0]
+    np.add.at(reasons, pre.astype(np.int64), 1)
+    out: list[CycleUsage] = []
+    n_services = len(compiled.service_names)
+    for m in np.unique(months[usable]).tolist():
+        rows = np.flatnonzero(months == m)
+        cycle = cycle_name(int(m))
+        late = cycle_status(cycle) == "final"
+        standing = initial_standing(catalog, compiled, index, cycle, saved_states(cycle))
+        sub = cdrs._take_batch(b, rows)
+        rated = rate_batch(compiled, sub, index.plans, standing.acc, standing.allowances)
+        np.add.at(reasons, rated.reason.astype(np.int64), 1)
+        reasons[0] -= int((rated.reason == 0).sum())  # counted below as rated
+        size = len(index.facts) * n_services
+        sums = [np.zeros(size, np.int64) for _ in range(5)]
+        if not _group_sums(rows, b.account, b.service, rated.reason, b.usage, rated.rated_usage,
+                           rated.covered, rated.net_charge, n_services, *sums):
+            raise cdrs.CdrFileError("a sum of usage or charges per account reaches 2^62: "
+                                    "the file is refused")
+        nz = np.flatnonzero(sums[0])
+        groups = {(int(g) // n_services, int(g) % n_services):
+                  tuple(int(s[g]) for s in sums) for g in nz}
+        late_rows = []
+        if late:
+            ok = np.flatnonzero(rated.reason == 0)
+            ids = parsed.table.column("cdr_id").take(pa.array(rows[ok])).to_pylist()
+            late_rows = [(cid, int(b.account[rows[k]]), int(b.service[rows[k]]),
+                          int(rated.net_charge[k])) for cid, k in zip(ids, ok, strict=True)]
+        touched = np.unique(b.account[rows[rated.reason == 0]])
+        out.append(CycleUsage(cycle, late, groups, late_rows, touched, standing))
+    n_rated = sum(int(sum(v[0] for v in c.groups.values())) for c in out)
+    rejected = {REASONS[k]: int(v) for k, v in enumerate(reasons.tolist()) if k and v}
+    return FileRating(table.num_rows, n_rated, rejected, out)
+
+
+__all__ = ["AccountIndex", "CycleUsage", "FileRating", "Standing", "initial_standing",
+           "month_number", "rate_file"]
