@@ -97,6 +97,14 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: NodeMetrics):
         self.m = metrics
+        self._children: dict = {}  # (metric, labels) -> its child: labels() once per label set
+
+    def _child(self, metric, *labels):
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -128,7 +136,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer)
 
     def _done(self, method: str, code: str, context) -> None:
-        self.m.grpc_requests.labels(method, code).inc()
+        self._child(self.m.grpc_requests, method, code).inc()
         if code != "OK":
             level = logging.INFO if code in _CALLER_STATUSES else logging.WARNING
             details = context.details() or b""
@@ -154,8 +162,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 latency.observe(time.perf_counter() - t0)
                 self._done(method, code, context)
             if charge and code == "OK":
-                charge_requests.labels(_TYPES.get(request.request_type, "UNSPECIFIED"),
-                                       str(response.result_code)).inc()
+                self._child(charge_requests, _TYPES.get(request.request_type, "UNSPECIFIED"),
+                            str(response.result_code)).inc()
                 if response.result_code != 2001:
                     log.debug("Charge %s/%d: %d %s", request.session_id,
                               request.request_number, response.result_code,
@@ -185,7 +193,68 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 def serve_metrics(listen: str, metrics: NodeMetrics):
     """Serve `/metrics` (plain HTTP) on HOST:PORT (port 0: a free one); returns
     (server, port). `server.shutdown()` stops it."""
+    return _serve_registry(listen, metrics.registry)
+
+
+def _serve_registry(listen: str, registry):
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1",
-                                        registry=metrics.registry)
+                                        registry=registry)
     return server, server.server_address[1]
+
+
+class MergedMetrics:
+    """The `/metrics` of `ccs serve --workers N`: each worker's own page (on a private
+    loopback port, `ports()`) read at scrape time and merged: counters and histograms summed
+    by name and labels, gauges the largest (`ccs_open_reservations` is the same Redis read by
+    every worker), `_created` the earliest. A worker that does not answer is left out of that
+    scrape (a restarted worker starts its counters at 0: Prometheus sees a counter reset)."""
+
+    def __init__(self, ports, timeout_s: float = 2.0):
+        self.ports = ports
+        self.timeout_s = timeout_s
+
+    def pages(self) -> list[str]:
+        import urllib.request
+
+        out = []
+        for port in self.ports():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                            timeout=self.timeout_s) as page:
+                    out.append(page.read().decode())
+            except OSError as exc:  # a worker that just died or is starting
+                log.info("worker metrics on port %d not read: %s", port, exc)
+        return out
+
+    def collect(self):
+        from prometheus_client.metrics_core import Metric
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families: dict[str, tuple[Metric, dict]] = {}
+        for page in self.pages():
+            for fam in text_string_to_metric_families(page):
+                metric, values = families.setdefault(
+                    fam.name, (Metric(fam.name, fam.documentation, fam.type), {}))
+                for s in fam.samples:
+                    key = (s.name, tuple(sorted(s.labels.items())))
+                    old = values.get(key)
+                    if old is None:
+                        values[key] = s.value
+                    elif s.name.endswith("_created"):
+                        values[key] = min(old, s.value)
+                    elif fam.type == "gauge":
+                        values[key] = max(old, s.value)
+                    else:
+                        values[key] = old + s.value
+        for metric, values in families.values():
+            for (name, labels), value in values.items():
+                metric.add_sample(name, dict(labels), value)
+            yield metric
+
+
+def serve_merged_metrics(listen: str, ports):
+    """Serve the workers' merged `/metrics` on HOST:PORT; returns (server, port)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MergedMetrics(ports))
+    return _serve_registry(listen, registry)

@@ -1,15 +1,24 @@
 """The ccs gRPC node: builds its listeners with their servicers, health and reflection, the
-metrics interceptor and `/metrics`, optional TLS, and runs them.
+metrics interceptor and `/metrics`, optional TLS, and runs them; `Supervisor` runs several
+such nodes as processes on one port (`ccs serve --workers N`).
 
 Servicers stay thin (protobuf <-> domain); this module only wires them and owns the lifecycle.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import logging
+import os
+import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -38,6 +47,7 @@ ACCOUNTS = accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name
 BILLING = billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name
 SERVICE_NAMES = (CHARGING, ACCOUNTS, BILLING)
 ADMIN_NAMES = (ACCOUNTS, BILLING)  # what `admin_listen` serves apart from Charging
+GRPC_OPTIONS = (("grpc.so_reuseport", 1),)
 
 
 class ListenError(OSError):
@@ -216,8 +226,10 @@ def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16,
             except (OSError, ValueError) as exc:
                 raise ListenError("metrics", metrics_listen, str(exc)) from None
         for role, address, names in plan:
+            # SO_REUSEPORT (grpc's default on Linux, asked for explicitly): the processes of
+            # `ccs serve --workers N` bind the same port and the kernel spreads connections
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                                 interceptors=interceptors)
+                                 interceptors=interceptors, options=GRPC_OPTIONS)
             health_servicer = _add_services(server, names, store, catalog, charger, notifier)
             _check_bindable(role, address)
             try:
@@ -305,3 +317,164 @@ def wait_for_signal(node: Node, grace: float = 5.0) -> None:
         pass
     log.info("stopping: draining for up to %.1fs", grace)
     node.stop(grace)
+
+
+# --- several processes on one port: `ccs serve --workers N` -------------------------------
+
+WORKER_READY = "ccs worker "  # a worker's ready line on stdout, then JSON
+
+
+def announce_worker(index: int, node: Node) -> None:
+    """A worker of `ccs serve --workers N` tells its supervisor (stdout, one line) that it
+    serves, and where; stdout then goes to /dev/null (the supervisor stops reading)."""
+    line = WORKER_READY + json.dumps({"index": index, "pid": os.getpid(), "port": node.port,
+                                      "admin_port": node.admin_port,
+                                      "metrics_port": node.metrics_port})
+    sys.stdout.write(line + "\n")  # one write: the supervisor reads whole lines
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _die_with_parent() -> None:  # in the worker, between fork and exec
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    """`workers` processes of `ccs serve` on the same listeners (SO_REUSEPORT: the kernel
+    spreads incoming connections over them). Each is a whole node with its own Charger,
+    caches and Redis connections; the state they share is in Redis.
+
+    Worker 0 starts first, on the addresses asked for (a port 0 becomes a real port), and is
+    the one that runs the reservation sweeper; the others then bind the ports it got.
+    `command(index, ports)` is a worker's argv (`ports`: None for the first start of worker
+    0, else its ready facts: the real ports every later start binds, a restarted worker 0's
+    too). A worker that dies is reported (ERROR on stderr, with its exit code or
+    signal) and started again. `stop()` (SIGTERM or SIGINT) sends every worker SIGTERM: each
+    drains for its own grace; one still running `grace + 15` s later is killed."""
+
+    def __init__(self, workers: int, command, *, grace: float = 5.0,
+                 ready_timeout_s: float = 120.0):
+        self.count = workers
+        self.command = command
+        self.grace = grace
+        self.ready_timeout_s = ready_timeout_s
+        self.procs: list[subprocess.Popen | None] = [None] * workers
+        self.ready: list[dict | None] = [None] * workers
+        self.started_at = [0.0] * workers
+        self.failures = [0] * workers
+        self.bound: dict | None = None
+        self.stopping = threading.Event()
+
+    def _spawn(self, index: int) -> subprocess.Popen:
+        if self.bound is None and self.ready[0] is not None:
+            self.bound = self.ready[0]  # worker 0's real ports: every later start binds them
+        proc = subprocess.Popen(self.command(index, self.bound), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, preexec_fn=_die_with_parent)
+        self.procs[index], self.ready[index] = proc, None
+        self.started_at[index] = time.monotonic()
+        return proc
+
+    def _await_ready(self, index: int) -> bool:
+        """Until the worker prints its ready line (True), exits or times out (False)."""
+        proc = self.procs[index]
+        deadline = time.monotonic() + self.ready_timeout_s
+        buf = b""
+        fd = proc.stdout.fileno()
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break  # exited (or closed its stdout) before it was ready
+                buf += chunk
+                for line in buf.decode(errors="replace").split("\n")[:-1]:  # whole lines
+                    if line.startswith(WORKER_READY):
+                        self.ready[index] = json.loads(line[len(WORKER_READY):])
+                        proc.stdout.close()
+                        return True
+        proc.stdout.close()
+        return False
+
+    def start(self) -> int:
+        """Start every worker; 0 once all serve, else the failing worker's exit code (its
+        stderr, the supervisor's, says why) with every other worker stopped."""
+        self._spawn(0)
+        if self._await_ready(0):
+            for i in range(1, self.count):
+                self._spawn(i)
+            if all(self._await_ready(i) for i in range(1, self.count)):
+                for i in range(self.count):
+                    log.info("worker %d pid %d serving", i, self.procs[i].pid)
+                return 0
+        failed = next((p for p in self.procs if p is not None and p.poll() is not None), None)
+        self.shutdown()
+        return failed.returncode if failed is not None and failed.returncode > 0 else 1
+
+    def watch(self, poll_s: float = 0.5) -> None:
+        """Until `stop()`: report a worker that died and start it again (after a pause that
+        doubles, up to 30 s, while it keeps dying within 10 s of its start)."""
+        while not self.stopping.wait(poll_s):
+            for i, proc in enumerate(self.procs):
+                if proc is None or proc.poll() is None:
+                    continue
+                if self.stopping.is_set():  # a Ctrl-C reaches the workers too
+                    return
+                quick = time.monotonic() - self.started_at[i] < 10
+                self.failures[i] = self.failures[i] + 1 if quick else 0
+                pause = min(30.0, 2.0 ** self.failures[i]) if quick else 0.0
+                log.error("worker %d (pid %d) died: %s; starting it again%s", i, proc.pid,
+                          _exit_text(proc.returncode),
+                          f" in {pause:.0f} s" if pause else "")
+                if pause and self.stopping.wait(pause):
+                    return
+                self._spawn(i)
+                if self._await_ready(i):
+                    log.info("worker %d pid %d serving", i, self.procs[i].pid)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """SIGTERM to every worker, then wait; kill what is left after `grace + 15` s."""
+        self.stopping.set()
+        live = [p for p in self.procs if p is not None and p.poll() is None]
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace + 15
+        for p in live:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d still running after %.0f s: killed", p.pid,
+                          self.grace + 15)
+                p.kill()
+                p.wait(5)
+
+    def metrics_ports(self) -> list[int]:
+        """The private /metrics ports of the workers serving now."""
+        return [r["metrics_port"] for p, r in zip(self.procs, self.ready, strict=True)
+                if r and r.get("metrics_port") and p is not None and p.poll() is None]
+
+    def handle_signals(self) -> None:
+        """SIGTERM and SIGINT stop the supervisor (its workers drain and stop)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self) -> None:
+        """Watch the workers until `stop()`, then stop them all."""
+        try:
+            self.watch()
+        finally:
+            log.info("stopping %d workers: each drains for up to %.1fs", self.count, self.grace)
+            self.shutdown()
