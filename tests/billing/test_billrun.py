@@ -260,3 +260,51 @@ def test_an_unknown_file_and_a_malformed_cycle_are_refused_before_anything(db, s
     t = Base.metadata.tables["cdr_files"]
     with db.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() == 0
+
+
+def test_online_and_offline_together(db, redis_client, cat, tmp_path):
+    """Sessions through the node, then the bill run: the online part of the bill is the sum of
+    the node's charges, and offline CDRs get the allowance online usage left."""
+    from charging import charge as C
+
+    catalog, compiled = cat
+    t = {"now": int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp())}
+    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    _account(store, "ON", [("smart", "2026-10-01", None)])
+    node = C.Charger(store, catalog, compiled, validity_s=300, clock=lambda: t["now"])
+    start = t["now"]
+
+    def session(sid, dest, used):
+        charged = 0
+        for kind, n, unit in (("INITIAL", 0, C.UnitRequest(1, "voice", dest, 300, 0)),
+                              ("TERMINATE", 1, C.UnitRequest(1, "voice", dest, None, used))):
+            a = node.charge(C.Request(sid, kind, n, "ON", start, None, (unit,)))
+            assert a.result_code == 2001
+            charged += a.charged
+        return charged
+
+    # 60 s to DE_MOBILE: covered by 60 of the 120 s of voice_120, no connect fee: 0;
+    # 90 s to DE_FIXED: 0.02 * 90 / 60 = 0.03
+    online = session("m", MOBILE, 60) + session("f", FIXED, 90)
+    assert online == 30_000
+    t["now"] = NOW
+    files = [_cdrs(tmp_path, [("off", "ON", "voice", "2026-11-20T10:00:00Z", "120", MOBILE)])]
+    _run(db, store, cat, files)
+    # offline 120 s to DE_MOBILE: the 60 s online left cover half, and a covered CDR pays no
+    # connect fee: 0.12 * 60 / 60 = 0.12. voice = 0.03 online + 0.12 offline = 0.15
+    bill = _bill(db, "ON")
+    assert _lines(bill) == [("usage", "voice", "", "0.15"), ("recurring", "smart", "", "10.00"),
+                            ("tax", "VAT", "", "1.93")]  # 10.15 * 19% = 1.9285
+    # online only (no file): the bill's usage is exactly the node's charges
+    _account(store, "ON2", [("smart", "2026-10-01", None)])
+    t["now"] = start
+    node2 = C.Charger(store, catalog, compiled, validity_s=300, clock=lambda: t["now"])
+    charged = 0
+    for kind, n, used in (("INITIAL", 0, 0), ("UPDATE", 1, 100), ("TERMINATE", 2, 50)):
+        a = node2.charge(C.Request("x", kind, n, "ON2", start, None,
+                                   (C.UnitRequest(1, "voice", FIXED, 60, used),)))
+        charged += a.charged
+    t["now"] = NOW
+    _run(db, store, cat)
+    assert charged == 50_000  # 150 s at 0.02/min = 0.05
+    assert _lines(_bill(db, "ON2"))[0] == ("usage", "voice", "", "0.05")
