@@ -124,19 +124,11 @@ def _next_open_cycle(conn, cycle: str) -> str:
 # --- importing CDR files ---------------------------------------------------------------------
 
 
-def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, run_id: int,
-                summary: RunSummary) -> None:
-    """Rate one CDR file and store what it adds, in the caller's transaction; a file whose
-    content was imported before (same SHA-256) is skipped."""
-    data_hash = _file_hash(path)
+def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_hash: str,
+                table, run_id: int, summary: RunSummary) -> None:
+    """Rate one CDR table (read from `path`, whose content has SHA-256 `data_hash`) and store
+    what it adds, in the caller's transaction."""
     files = T["cdr_files"]
-    if conn.execute(select(files.c.hash).where(files.c.hash == data_hash)).first() is not None:
-        summary.files_skipped.append(str(path))
-        return
-    try:
-        table = cdrs.read_cdr_table(path)
-    except cdrs.CdrFileError as exc:
-        raise BillRunError("--cdrs", str(exc)) from None
     result = rate_file(catalog, compiled, index, table,
                        cycle_status=lambda c: cycle_status(conn, c),
                        saved_states=lambda c: saved_states(conn, c))
@@ -245,20 +237,38 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
     check_cycle(cycle)
     k, n = partition
     summary = RunSummary(cycle, f"{k}/{n}")
-    with write_transaction(engine) as conn:
+    with engine.connect() as conn:
         if cycle_status(conn, cycle) == "final":
             raise BillRunError("--cycle", f"cycle {cycle} is final: its bills never change "
                                "(late CDRs go into the next open cycle)")
+    # every file is read (and refused) before anything is written
+    loaded, seen = [], set()
+    for path in map(Path, cdr_files):
+        data_hash = _file_hash(path)
+        with engine.connect() as conn:
+            known = conn.execute(select(T["cdr_files"].c.hash).where(
+                T["cdr_files"].c.hash == data_hash)).first() is not None
+        if known or data_hash in seen:
+            summary.files_skipped.append(str(path))
+            continue
+        seen.add(data_hash)
+        try:
+            loaded.append((path, data_hash, cdrs.read_cdr_table(path)))
+        except cdrs.CdrFileError as exc:
+            raise BillRunError("--cdrs", str(exc)) from None
+    facts = list(snapshot(store)) if facts is None else facts
+    index = AccountIndex.build(catalog, facts)
+    with write_transaction(engine) as conn:
         if cycle_status(conn, cycle) is None:
             conn.execute(T["cycles"].insert().values(cycle=cycle, status="draft"))
         run_id = conn.execute(T["bill_runs"].insert().values(
             cycle=cycle, partition=summary.partition, started_at=int(time.time()))
         ).inserted_primary_key[0]
-    facts = list(snapshot(store)) if facts is None else facts
-    index = AccountIndex.build(catalog, facts)
-    for path in cdr_files:
+    for path, data_hash, table in loaded:
         with write_transaction(engine) as conn:
-            import_file(conn, catalog, compiled, index, Path(path), run_id, summary)
+            import_file(conn, catalog, compiled, index, path, data_hash, table, run_id, summary)
+        del table
+    loaded.clear()
     roots = roots_of(facts)
     mine = [f for f in facts if partition_of(roots[f.id], n) == k]
     online = online_usage(store, mine, cycle)

@@ -257,9 +257,10 @@ def test_an_unknown_file_and_a_malformed_cycle_are_refused_before_anything(db, s
     _account(store, "E", [("plain", "2026-10-01", None)])
     with pytest.raises(BillRunError, match="--cdrs"):
         _run(db, store, cat, [bad])
-    t = Base.metadata.tables["cdr_files"]
-    with db.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() == 0
+    with db.connect() as conn:  # no file, no run, no cycle: nothing written
+        for name in ("cdr_files", "bill_runs", "cycles", "bills"):
+            t = Base.metadata.tables[name]
+            assert conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() == 0, name
 
 
 def test_online_and_offline_together(db, redis_client, cat, tmp_path):
