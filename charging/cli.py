@@ -49,14 +49,20 @@ def _cmd_serve(args) -> int:
     except (AccountError, TlsError) as exc:
         print(f"ccs serve: {exc}", file=sys.stderr)
         return 2
-    catalog = store = sweeper = charger = notifier = None
+    catalog = store = sweeper = charger = notifier = engine = None
     if args.catalog:  # before Redis: a refused catalog must not start a server
+        from billing.db import DatabaseError, open_database
         from rating.catalog import CatalogError, load_catalog
 
         try:
             catalog = load_catalog(args.catalog)
         except CatalogError as exc:
             print(f"ccs serve: catalog refused:\n{exc}", file=sys.stderr)
+            return 2
+        try:  # the bill run's database, for the Billing service
+            engine = open_database(args.db, args.data_dir)
+        except DatabaseError as exc:
+            print(f"ccs serve: {exc}", file=sys.stderr)
             return 2
     try:
         client, embedded = connect(args.redis, args.data_dir)
@@ -92,7 +98,7 @@ def _cmd_serve(args) -> int:
             node = build_node(args.listen, store=store, catalog=catalog, charger=charger,
                               notifier=notifier, admin_listen=args.admin_listen, tls=tls,
                               metrics_listen=args.metrics, sweeper_stats=sweeper_stats,
-                              max_workers=args.threads)
+                              max_workers=args.threads, billing_engine=engine)
         except ListenError as exc:
             print(f"ccs serve: --{exc.role}: {exc}", file=sys.stderr)
             return 1
@@ -111,6 +117,8 @@ def _cmd_serve(args) -> int:
             sweeper.join(10)
         if embedded:
             embedded.stop()
+        if engine is not None:
+            engine.dispose()
     return 0
 
 
@@ -291,6 +299,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="validity_time_s of every grant (default %(default)s)")
     p.add_argument("--low-balance", type=_money_arg, default=None, metavar="AMOUNT",
                    help="raise BALANCE_LOW when a charge takes the available money below it")
+    p.add_argument("--db", default=os.environ.get("CCS_DB_URL"), metavar="URL",
+                   help="the bill run's database, for the Billing service (default "
+                        "$CCS_DB_URL, else <data dir>/ccs.db)")
     p.add_argument("--admin-listen", type=_address_arg, default=None,
                    metavar="HOST:PORT",
                    help="serve Accounts and Billing here only; --listen then serves Charging "

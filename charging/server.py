@@ -199,12 +199,14 @@ class Node:
 def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16,
                health_interval_s: float = 1.0, charger=None, notifier=None,
                admin_listen: str | None = None, tls: TlsFiles | None = None,
-               metrics_listen: str | None = None, sweeper_stats=None) -> Node:
+               metrics_listen: str | None = None, sweeper_stats=None,
+               billing_engine=None) -> Node:
     """Create and start the node's listeners (HOST:PORT; port 0 picks a free one).
 
     `store` (accounts.store.AccountStore) enables the Accounts service; without it the
     Accounts calls answer UNIMPLEMENTED too. `charger` (charging.charge.Charger) enables
-    Charging; Billing answers UNIMPLEMENTED until built.
+    Charging; `billing_engine` (the bill run's database, billing.db.open_database) with a
+    catalog enables Billing.
     With `admin_listen`, Accounts and Billing are served there only, and `listen` serves
     Charging only (a network element's port cannot top up an account); without it `listen`
     serves everything. Both listeners have health and reflection, the metrics interceptor
@@ -230,7 +232,8 @@ def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16,
             # `ccs serve --workers N` bind the same port and the kernel spreads connections
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                  interceptors=interceptors, options=GRPC_OPTIONS)
-            health_servicer = _add_services(server, names, store, catalog, charger, notifier)
+            health_servicer = _add_services(server, names, store, catalog, charger, notifier,
+                                            billing_engine)
             _check_bindable(role, address)
             try:
                 port = server.add_secure_port(address, tls.server_credentials()) if tls \
@@ -267,7 +270,8 @@ def build_node(listen: str, *, store=None, catalog=None, max_workers: int = 16,
     return node
 
 
-def _add_services(server, names, store, catalog, charger, notifier) -> health.HealthServicer:
+def _add_services(server, names, store, catalog, charger, notifier,
+                  billing_engine=None) -> health.HealthServicer:
     """Add the ccs services in `names` to `server`, with health and reflection; a service
     left out is not served there at all (UNIMPLEMENTED)."""
     if CHARGING in names:
@@ -280,7 +284,14 @@ def _add_services(server, names, store, catalog, charger, notifier) -> health.He
             charging_pb2_grpc.add_ChargingServicer_to_server(
                 charging_pb2_grpc.ChargingServicer(), server)
     if BILLING in names:
-        billing_pb2_grpc.add_BillingServicer_to_server(billing_pb2_grpc.BillingServicer(), server)
+        if billing_engine is not None and catalog is not None:
+            from charging.billing_service import BillingService
+
+            billing_pb2_grpc.add_BillingServicer_to_server(
+                BillingService(billing_engine, catalog), server)
+        else:
+            billing_pb2_grpc.add_BillingServicer_to_server(billing_pb2_grpc.BillingServicer(),
+                                                           server)
     if ACCOUNTS in names:
         if store is not None:
             from charging.accounts_service import AccountsService
