@@ -152,29 +152,44 @@ def reservation_from_json(session: str, raw: str) -> Reservation:
     )
 
 
+def consumption_key(bucket) -> tuple:
+    """The sort key of the order usage consumes buckets in (`order` of accounts/lua/_lib.lua,
+    the owner of the rule): soonest expiry first, none last, then priority, then id. Lua
+    compares ids byte by byte; Python strings by code point, the same order as their UTF-8
+    bytes. For anything with valid_to, priority and id (accounts.snapshot.consumption_order)."""
+    return (bucket.valid_to is None, bucket.valid_to or 0, bucket.priority, bucket.id)
+
+
+def stored_subscriptions(a: dict) -> list[dict]:
+    """The account hash's ``subs`` list as stored (cjson writes an empty list as {})."""
+    subs = json.loads(a.get("subs") or "[]")
+    return subs if isinstance(subs, list) else []
+
+
+def account_scalars(a: dict) -> dict:
+    """The scalar fields of an account hash (``pairs`` of it), as Account names them."""
+    return {
+        "id": a["id"],
+        "currency": a["currency"],
+        "status": a["status"],
+        "credit_limit": credit_limit_of(a["cl"]),
+        "balance": int(a["bal"]),
+        "reserved": int(a["rsv"]),
+        "bill_cycle_day": int(a["bcd"]),
+        "parent": a.get("parent") or None,
+    }
+
+
 def account_from_hashes(acct, buckets, reservations, counters) -> Account:
     """Build an Account from the four hashes of an account (flat lists or dicts)."""
     a = pairs(acct)
-    subs = json.loads(a.get("subs") or "[]")
-    if isinstance(subs, dict):  # cjson writes an empty list as {}
-        subs = []
     return Account(
-        id=a["id"],
-        currency=a["currency"],
-        status=a["status"],
-        credit_limit=credit_limit_of(a["cl"]),
-        balance=int(a["bal"]),
-        reserved=int(a["rsv"]),
-        bill_cycle_day=int(a["bcd"]),
-        parent=a.get("parent") or None,
+        **account_scalars(a),
         msisdns=tuple(m for m in a.get("msisdns", "").split(",") if m),
-        subscriptions=tuple(Subscription(s["offer"], s["from"], s.get("to")) for s in subs),
-        buckets=tuple(
-            sorted(
-                (bucket_from_json(k, v) for k, v in pairs(buckets).items()),
-                key=lambda b: (b.valid_to is None, b.valid_to or 0, b.priority, b.id),
-            )
-        ),
+        subscriptions=tuple(Subscription(s["offer"], s["from"], s.get("to"))
+                            for s in stored_subscriptions(a)),
+        buckets=tuple(sorted((bucket_from_json(k, v) for k, v in pairs(buckets).items()),
+                             key=consumption_key)),
         reservations=tuple(
             sorted(
                 (reservation_from_json(k, v) for k, v in pairs(reservations).items()),

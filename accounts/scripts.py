@@ -1,7 +1,8 @@
 """The Lua script registry: every ``accounts/lua/<verb>.lua`` loaded once and called by SHA.
 
 Each verb is ``_lib.lua`` followed by the verb's file (Redis scripts cannot share code);
-``lua/index/*.lua`` are one-key helpers of the global index keys, without the prelude.
+``lua/index/*.lua`` are one-key helpers of the global index keys and ``lua/read/*.lua``
+read-only scripts (accounts/snapshot.py), both without the prelude.
 EVALSHA first, on NoScriptError (a restarted or flushed server) SCRIPT LOAD and retry once. On
 a Redis Cluster EVALSHA goes to the node of the script's keys and SCRIPT LOAD to every primary,
 so a node that lost its scripts is reloaded the same way.
@@ -55,8 +56,9 @@ class ScriptRegistry:
             if path.name.startswith("_"):
                 continue
             self.scripts[path.stem] = LuaScript(path.stem, lib + "\n" + path.read_text())
-        for path in sorted((lua_dir / "index").glob("*.lua")):
-            self.scripts[path.stem] = LuaScript(path.stem, path.read_text())
+        for folder in ("index", "read"):
+            for path in sorted((lua_dir / folder).glob("*.lua")):
+                self.scripts[path.stem] = LuaScript(path.stem, path.read_text())
 
     def __getattr__(self, name: str) -> LuaScript:
         try:
