@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from billing import bill as B
 from billing import cdrs
@@ -265,8 +266,14 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
             cycle=cycle, partition=summary.partition, started_at=int(time.time()))
         ).inserted_primary_key[0]
     for path, data_hash, table in loaded:
-        with write_transaction(engine) as conn:
-            import_file(conn, catalog, compiled, index, path, data_hash, table, run_id, summary)
+        try:
+            with write_transaction(engine) as conn:
+                import_file(conn, catalog, compiled, index, path, data_hash, table, run_id,
+                            summary)
+        except IntegrityError:
+            # another run (a partition run beside this one) imported the same content first:
+            # its transaction won, this one wrote nothing
+            summary.files_skipped.append(str(path))
         del table
     loaded.clear()
     roots = roots_of(facts)

@@ -309,3 +309,24 @@ def test_online_and_offline_together(db, redis_client, cat, tmp_path):
     _run(db, store, cat)
     assert charged == 50_000  # 150 s at 0.02/min = 0.05
     assert _lines(_bill(db, "ON2"))[0] == ("usage", "voice", "", "0.05")
+
+
+def test_partitions_bill_every_family_once(db, store, cat, tmp_path):
+    catalog, compiled = cat
+    for i in range(12):
+        _account(store, f"H{i}", [("plain", "2026-10-01", None)])
+    _account(store, "HK", [("plain", "2026-10-01", None)], parent="H3")  # H3's family
+    path = _cdrs(tmp_path, [("k", "HK", "voice", "2026-11-07T10:00:00Z", "60", FIXED)])
+    billed = []
+    for k in (1, 2, 3):
+        s = billrun.run(db, store, catalog, compiled, cycle="2026-11", cdr_files=[path],
+                        partition=(k, 3))
+        billed.append(s.accounts_billed)
+    t = Base.metadata.tables["bills"]
+    with db.connect() as conn:
+        accounts = sorted(conn.execute(sa.select(t.c.account)).scalars())
+    assert accounts == sorted(f"H{i}" for i in range(12)) and sum(billed) == 12
+    # the file was imported once (by the first partition run), its CDR billed on H3's bill
+    assert ("usage", "voice", "HK", "0.02") in _lines(_bill(db, "H3"))
+    with pytest.raises(BillRunError, match="--partition"):
+        billrun.parse_partition("0/3")
