@@ -95,12 +95,25 @@ def _date(text: str | None, field: str) -> str:
     raise BillUsageError(f"{field}: expected a date YYYY-MM-DD, got {text!r}")
 
 
-def _progress(total: int, what: str):
-    if total < 2 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+class _Progress:
+    """A progress bar of the run's steps on stderr (tqdm), only when stderr is a terminal."""
 
-    return tqdm(total=total, desc=what, unit="bill", file=sys.stderr, leave=False)
+    def __init__(self, steps: int):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, desc="bill run", unit="step", file=sys.stderr,
+                            leave=False)
+
+    def __call__(self, step: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(step)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _run(session, args) -> int:
@@ -118,8 +131,12 @@ def _run(session, args) -> int:
     from billing import cdrs
 
     cdrs.warm_up(compiled, catalog.timezone)
-    summary = run(engine, session.store, catalog, compiled, cycle=cycle, cdr_files=args.cdrs,
-                  partition=partition)
+    progress = _Progress(4 + len(args.cdrs))
+    try:
+        summary = run(engine, session.store, catalog, compiled, cycle=cycle,
+                      cdr_files=args.cdrs, partition=partition, progress=progress)
+    finally:
+        progress.close()
     d = summary.as_dict(catalog.billing.decimals)
     if args.json:
         print(json.dumps(d, sort_keys=True))

@@ -231,7 +231,13 @@ def online_usage(store, facts: list, cycle: str, *, batch: int = 500) -> dict[st
 def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition=(1, 1),
         facts: list | None = None, progress=None) -> RunSummary:
     """Bill `cycle` for the families of `partition` (K, N). Importing `cdr_files` is one
-    transaction per file; the bills of the partition are replaced in one transaction."""
+    transaction per file; the bills of the partition are replaced in one transaction.
+    `progress(step)`, when given, is called as each step is done (1 + files + 3 steps)."""
+
+    def step(name: str) -> None:
+        if progress is not None:
+            progress(name)
+
     from accounts.snapshot import snapshot
 
     t0 = time.perf_counter()
@@ -259,6 +265,7 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
             raise BillRunError("--cdrs", str(exc)) from None
     facts = list(snapshot(store)) if facts is None else facts
     index = AccountIndex.build(catalog, facts)
+    step(f"{len(facts)} accounts read")
     with write_transaction(engine) as conn:
         if cycle_status(conn, cycle) is None:
             conn.execute(T["cycles"].insert().values(cycle=cycle, status="draft"))
@@ -275,18 +282,20 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
             # its transaction won, this one wrote nothing
             summary.files_skipped.append(str(path))
         del table
+        step(f"{path.name} rated")
     loaded.clear()
     roots = roots_of(facts)
     mine = [f for f in facts if partition_of(roots[f.id], n) == k]
     online = online_usage(store, mine, cycle)
+    step("online records read")
     with write_transaction(engine) as conn:
         offline = offline_usage(conn, cycle)
         late = late_adjustments(conn, cycle)
         bills = build_bills(catalog, mine, roots, cycle, online, offline, late)
-        if progress is not None:
-            progress(len(bills))
         _store_bills(conn, catalog, bills, cycle, run_id)
+    step(f"{len(bills)} bills stored")
     _debit_prepaid_fees(engine, store, catalog, mine, roots, cycle, summary)
+    step("prepaid fees debited")
     for b in bills:
         summary.accounts_billed += 1
         if b["type"] == "invoice":
