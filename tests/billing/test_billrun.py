@@ -330,3 +330,41 @@ def test_partitions_bill_every_family_once(db, store, cat, tmp_path):
     assert ("usage", "voice", "HK", "0.02") in _lines(_bill(db, "H3"))
     with pytest.raises(BillRunError, match="--partition"):
         billrun.parse_partition("0/3")
+
+
+@pytest.mark.postgres
+def test_the_same_run_on_sqlite_and_postgresql_gives_the_same_bytes(store, cat, tmp_path,
+                                                                    pg_module_url):
+    from billing.db import open_database
+
+    _account(store, "X1", [("smart", "2026-11-05", None)])
+    _account(store, "X2", [("plain", "2026-10-01", None), ("addon", "2026-11-20", None)],
+             bcd=31)
+    _account(store, "XK", [("plain", "2026-10-01", None)], parent="X1")
+    path = _cdrs(tmp_path, [
+        ("1", "X1", "voice", "2026-11-06T10:00:00Z", "200", MOBILE),
+        # bill cycle day 31: cycle 2026-10 is 2026-10-31 .. 2026-11-29 and 2026-11 starts on
+        # 2026-11-30 00:00 Berlin (23:00Z the day before)
+        ("2", "X2", "sms", "2026-11-29T22:59:59Z", "1", ""),  # 23:59:59 Berlin: 2026-10
+        ("3", "X2", "sms", "2026-11-29T23:00:00Z", "1", ""),  # 00:00 Berlin: 2026-11
+        ("4", "XK", "voice", "2026-11-06T10:00:00Z", "61", FIXED),
+    ])
+    exports = []
+    engines = [open_database(f"sqlite:///{tmp_path / 'a.db'}"), open_database(pg_module_url)]
+    for engine in engines:
+        with engine.begin() as conn:  # the module's PostgreSQL database may hold rows
+            for t in reversed(Base.metadata.sorted_tables):
+                conn.execute(t.delete())
+        _run(engine, store, cat, [path])
+        t = Base.metadata.tables["bills"]
+        with engine.connect() as conn:
+            exports.append(conn.execute(sa.select(t.c.id, t.c.export).order_by(t.c.id)).all())
+        engine.dispose()
+    assert exports[0] == exports[1] and len(exports[0]) == 2
+    x2 = json.loads(dict(exports[0])["X2/2026-11"])
+    assert (x2["period_start"], x2["period_end"], x2["cycle_days"]) == (
+        "2026-11-30", "2026-12-30", 31)
+    # only SMS 3 is of this cycle, covered by addon's sms_2: 0.00; plain 3.00 and addon 1.00
+    # for all 31 days; VAT 0.76
+    assert _lines(x2) == [("usage", "sms", "", "0.00"), ("recurring", "plain", "", "3.00"),
+                          ("recurring", "addon", "", "1.00"), ("tax", "VAT", "", "0.76")]
