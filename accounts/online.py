@@ -33,6 +33,17 @@ def reservation_field(session_id: str, rating_group: int) -> str:
     return f"{session_id}/{rating_group}"
 
 
+def queue_index(pipe, account_id: str, index) -> None:
+    """Queue the expiry-index updates of a request after its script, on a pipeline (sync or
+    asyncio): (reservation field, expires_at) added, (field, None) dropped."""
+    for field, expires_at in index:
+        member = expiry_member(account_id, field)
+        if expires_at is None:
+            pipe.zrem(EXPIRY_INDEX, member)
+        else:  # GT: an entry only moves later; the sweeper re-checks in Lua
+            pipe.zadd(EXPIRY_INDEX, {member: expires_at}, gt=True)
+
+
 class OnlineStore:
     """`online.lua` over an AccountStore's connection, scripts and account look-ups."""
 
@@ -56,39 +67,47 @@ class OnlineStore:
         nothing)."""
         for retry in (False, True):
             cached = account_id in self.store._meta
-            claim = self.store._claim(account_id, "subscriber")
-            keys = claim.keys
-            p = dict(params, rec=records_key(keys), fin=finals_key(keys))
-            argv = [f"{session_id}/{request_number}", "",
-                    self.store._context(claim.bill_cycle_day, now, claim.token),
-                    json.dumps(p, separators=(",", ":"))]
-            script_keys = keys.script_keys("-")[:5] + [session_key(keys, session_id)] + \
-                keys.parent_keys()
-            script = getattr(self.store.scripts, verb)
+            script, script_keys, argv = self.prepare(verb, account_id, session_id,
+                                                     request_number, params, now)
             if not index:
                 reply = script(self.r, script_keys, argv)
             else:
                 pipe = self.r.pipeline(transaction=False)
                 script(pipe, script_keys, argv)
-                for field, expires_at in index:
-                    member = expiry_member(account_id, field)
-                    if expires_at is None:
-                        pipe.zrem(EXPIRY_INDEX, member)
-                    else:  # GT: an entry only moves later; the sweeper re-checks in Lua
-                        pipe.zadd(EXPIRY_INDEX, {member: expires_at}, gt=True)
+                queue_index(pipe, account_id, index)
                 reply = self.store.scripts.execute(pipe, self.r)[0]
-            answer = json.loads(text(reply[0]))
-            err = answer.get("error")
-            if err in ("stale_meta", "unknown"):
-                self.store._meta.pop(account_id, None)
-                if retry or not cached:
-                    raise UnknownAccount("subscriber", f"no account {account_id!r}")
-                continue
-            if err is not None:
-                cls = InvalidAmount if err == "amount" else AccountError
-                raise cls(answer.get("field", "account_id"), f"{account_id}: {answer['message']}")
-            return answer
+            answer = self.answer(account_id, reply, final=retry or not cached)
+            if answer is not None:
+                return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def prepare(self, verb, account_id, session_id, request_number, params, now):
+        """(script, keys, argv) of one `verb` call with the account's cached lookup claim
+        (read once when not cached). Shared by `_run` and asynchronous callers."""
+        claim = self.store._claim(account_id, "subscriber")
+        keys = claim.keys
+        p = dict(params, rec=records_key(keys), fin=finals_key(keys))
+        argv = [f"{session_id}/{request_number}", "",
+                self.store._context(claim.bill_cycle_day, now, claim.token),
+                json.dumps(p, separators=(",", ":"))]
+        script_keys = keys.script_keys("-")[:5] + [session_key(keys, session_id)] + \
+            keys.parent_keys()
+        return getattr(self.store.scripts, verb), script_keys, argv
+
+    def answer(self, account_id: str, reply, *, final: bool) -> dict | None:
+        """The script's answer; None when the cached claim was stale (dropped: call again),
+        UnknownAccount when it was not cached (`final`), AccountError on a refusal."""
+        answer = json.loads(text(reply[0]))
+        err = answer.get("error")
+        if err in ("stale_meta", "unknown"):
+            self.store._meta.pop(account_id, None)
+            if final:
+                raise UnknownAccount("subscriber", f"no account {account_id!r}")
+            return None
+        if err is not None:
+            cls = InvalidAmount if err == "amount" else AccountError
+            raise cls(answer.get("field", "account_id"), f"{account_id}: {answer['message']}")
+        return answer
 
     def undo_event(self, account_id: str, session_id: str, request_number: int,
                    rating_group: int, *, now: int) -> dict:

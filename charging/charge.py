@@ -210,6 +210,23 @@ class Charger:
     # --- sessions: INITIAL, UPDATE, TERMINATE and DIRECT_DEBIT ---------------------------
 
     def _settle(self, req: Request, account: str) -> Answer:
+        """Run `settle_steps` with this process's Redis client."""
+        steps = self.settle_steps(req, account)
+        try:
+            call = next(steps)
+            while True:
+                account_id, sid, number, params, now, index = call
+                call = steps.send(self.online.call(account_id, sid, number, params, now=now,
+                                                   index=index))
+        except StopIteration as done:
+            return done.value
+
+    def settle_steps(self, req: Request, account: str):
+        """INITIAL, UPDATE, TERMINATE or DIRECT_DEBIT as a generator, free of I/O on warm
+        caches: it yields each `online.lua` call it needs, as (account, session id, request
+        number, params, now, index), is sent the script's answer, and returns the Answer.
+        `_settle` drives it synchronously; an asyncio server can drive it with an
+        asynchronous Redis client (benchmarks/charging_aio.py)."""
         kind = {"INITIAL": "I", "UPDATE": "U", "TERMINATE": "T", "EVENT": "D"}[req.kind]
         now = self._now()
         start = req.event_time if req.event_time is not None else now
@@ -241,8 +258,7 @@ class Charger:
             if kind == "I" and not ops:
                 return self._answer_static(req, account, static)
             self._trip()
-            ans = self.online.call(account, req.session_id, req.request_number, params,
-                                   now=now, index=index)
+            ans = yield account, req.session_id, req.request_number, params, now, index
             code = ans["code"]
             if code == "ok":
                 self._remember(account, req, kind, sess, ops, ans, after)
@@ -377,12 +393,20 @@ class Charger:
         if new_used > S.usage_limit(c, rating):
             raise S.NotRateable("malformed", f"usage {new_used} is beyond what one CDR can "
                                 "be charged")
-        dr = S.rated(c, rating, new_used) - tot.rated
-        variants = {0, dr} if free is None else {min(free, dr)}
+        rated_now = S.rated(c, rating, new_used)
+        dr = rated_now - tot.rated
+        # the outcomes priced: the script's `free` when known; else what this session's
+        # last request had (no unit covered, or all), else both (a wrong guess is a "stale
+        # cover" answer with the true `free`: one more round trip, never another charge)
+        hint = st.get("cov") if free is None else None
+        variants = {min(free, dr)} if free is not None else {0} if hint == "none" else \
+            {dr} if hint == "all" else {0, dr}
         cv = {}
+        # the session's totals after this commit, per coverage variant (the hold prices on)
+        base = {cov: tot for cov in variants}
         if used:
             for cov in variants:
-                t = S.totals(c, rating, standing, new_used, tot.covered + cov)
+                t = base[cov] = S.totals(c, rating, standing, new_used, tot.covered + cov)
                 cv[str(cov)] = {"tot": t.to_json(), "charge": str(t.charge - tot.charge),
                                 "discount": str(t.discount - tot.discount),
                                 "net": str(t.net - tot.net),
@@ -412,8 +436,6 @@ class Charger:
         want = max(0, min(want, MAX_GRANT.get(op["unit"], MAX_GRANT["events"]),
                           S.usage_limit(c, rating) - new_used))
         op["expires_at"] = str(now + self.validity_s)
-        base = {cov: (S.totals(c, rating, standing, new_used, tot.covered + cov) if used else tot)
-                for cov in variants}
         if short is not None:
             avail, fr = short
             cov = min(fr, dr)
@@ -425,19 +447,21 @@ class Charger:
                 op["hunits"], op["hdr"] = "0", "0"
                 return op
             op["hunits"] = str(units)
-            op["hdr"] = str(S.rated(c, rating, new_used + units) - S.rated(c, rating, new_used))
+            op["hdr"] = str(S.rated(c, rating, new_used + units) - rated_now)
             op["hv"] = {f"{cov}:{held}": str(money)}
             return op
         if want == 0:
             op["hunits"], op["hdr"] = "0", "0"
             return op
-        hdr = S.rated(c, rating, new_used + want) - S.rated(c, rating, new_used)
+        hdr = S.rated(c, rating, new_used + want) - rated_now
         op["hunits"], op["hdr"] = str(want), str(hdr)
         hv = {}
+        pairs = ((0, 0),) if hint == "none" else ((dr, hdr),) if hint == "all" else \
+            ((0, 0), (dr, hdr))
         for cov in variants:
             holds = {0, hdr} if free is None else {min(free - cov, hdr)}
             for ch in holds:
-                if free is None and (cov, ch) not in ((0, 0), (dr, hdr)):
+                if free is None and (cov, ch) not in pairs:
                     continue
                 hv[f"{cov}:{ch}"] = str(S.hold_money(c, rating, standing, base[cov], want, ch))
         op["hv"] = hv
@@ -456,7 +480,8 @@ class Charger:
                 states[op["rg"]] = {
                     "seq": str(int(op["seq"]) + 1), "rating": old.get("rating") or op["rating"],
                     "standing": old.get("standing") or out.get("standing"),
-                    "tot": v["tot"] if v else old.get("tot")}
+                    "tot": v["tot"] if v else old.get("tot"),
+                    "cov": _coverage(op, out, old.get("cov"))}
             self._sessions.put(skey, {"rgl": rgl, "states": states})
         learned = dict(self._counters.get(account) or {})
         for op, out in zip(ops, ans.get("rgs") or [], strict=False):
@@ -556,6 +581,16 @@ class Charger:
                             "no direct debit to undo")
         avail = self.store.family_available(account, self._now())
         return Answer(_request_code(grants), grants, total, avail, "; ".join(msgs), account)
+
+
+def _coverage(op: dict, out: dict, before: str | None) -> str | None:
+    """What buckets covered of a request's rated units, as a hint for the session's next:
+    "none", "all", None (part of them); `before` when it rated none."""
+    want = int(op.get("drated") or 0) + int(op.get("hdr") or 0)
+    if want == 0:
+        return before
+    got = int(out.get("covered") or 0) + int(out.get("held") or 0)
+    return "none" if got == 0 else "all" if got == want else None
 
 
 def _request_code(grants: list[Grant]) -> int:

@@ -37,7 +37,7 @@ def _text(value: str, field: str, *, required: bool = True, limit: int = MAX_TEX
         raise BadRequest(field, "required")
     if len(value) > limit:
         raise BadRequest(field, f"at most {limit} characters, got {len(value)}")
-    if value != value.strip() or any(not ch.isprintable() for ch in value):
+    if value != value.strip() or not value.isprintable():
         raise BadRequest(field, "must be printable with no surrounding spaces")
     return value
 
