@@ -363,7 +363,8 @@ class Charger:
             new = False
         tot = S.Totals.from_json(st["tot"]) if st.get("tot") else S.Totals()
         op = {"rg": rg, "new": new, "seq": st["seq"], "svc": rating.service,
-              "dn": rating.dest_name, "unit": unit_of(self.catalog, rating.service)}
+              "dn": rating.dest_name, "unit": unit_of(self.catalog, rating.service),
+              "at": str(rating.start)}  # buckets are judged valid at the session's start
         if new:
             op["rating"] = rating.to_json()
         # the commit: usage reported now (an INITIAL reports none; an event is its usage)

@@ -125,8 +125,9 @@ end
 
 local function save_bucket(b, h) redis.call('HSET', (h or SELF).bk, b.id, bucket_json(b)) end
 
-local function valid(b)
-  return b.valid_from <= NOW and (b.valid_to == nil or NOW < b.valid_to)
+local function valid(b, at)
+  at = at or NOW
+  return b.valid_from <= at and (b.valid_to == nil or at < b.valid_to)
 end
 
 -- x < y byte by byte (a shorter prefix first). Lua's own `<` on strings is strcoll, and
@@ -157,10 +158,13 @@ local function dest_ok(b, dest)
 end
 
 -- valid unit buckets for (service, destination) with free units, in consumption order
-local function unit_candidates(list, service, dest)
+-- the unit buckets that may cover usage of `service` to destination name `dest` that starts
+-- at `at` (default NOW; online: the session's start, as the bill run judges a CDR at its
+-- start), in consumption order
+local function unit_candidates(list, service, dest, at)
   local c = {}
   for _, b in ipairs(list) do
-    if b.kind == 'units' and valid(b) and (b.service == nil or b.service == service)
+    if b.kind == 'units' and valid(b, at) and (b.service == nil or b.service == service)
       and dest_ok(b, dest) and b.remaining - b.reserved > 0 then
       c[#c + 1] = b
     end

@@ -168,7 +168,7 @@ for i, g in ipairs(P.rgs) do
     if fp ~= 0 then p_rsv = p_rsv - fp; pd.reserved = -fp; d.parent_reserved = -fp end
   end
   -- what buckets cover: the commit first, then the hold
-  local cands = unit_candidates(list, g.svc, g.dn)
+  local cands = unit_candidates(list, g.svc, g.dn, g.at and N(g.at) or nil)
   local drated, hdr = N(g.drated), N(g.hdr)
   local free = coverable(cands, drated + hdr)
   local c = math.min(free, drated)
