@@ -1,14 +1,23 @@
-"""The ledger audit: replays every account's ledger from its creation entry and compares.
+"""The ledger audit: replays every account's ledger from its checkpoint (or from its creation
+entry when it has none) and compares.
 
 Checks balance, reserved, status, credit limit, each bucket's remaining and reserved, and the
 counters against the stored state, plus that reservations add up to what is held (for a
 parent: its own sessions' money and what its children's sessions hold on it), and that the
 global index keys and the accounts agree: every account is named by its lookup key and its
 MSISDN keys, every lookup or MSISDN key names an account its claim wrote.
+
+A checkpoint (``<base>:ckpt``: ``id``, ``state`` JSON) is written by the ledger archive
+(billing/archive.py, accounts/lua/trim_ledger.lua) when it moves the entries up to ``id`` into
+the SQL database: ``state`` is what the replay of those entries gave, and the replay goes on
+from it with the entries after ``id``. Whether the archive itself replays to the checkpoint
+is the archive's check, passed in as ``history`` (accounts imports nothing of billing).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass
 
 import redis
@@ -35,8 +44,19 @@ class AuditFinding:
     replayed: object
 
 
-def _replay(entries: list[dict]) -> dict | None:
-    state = None
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ``MS-SEQ`` as the pair of numbers streams order entries by (as text
+    "9-10" would sort before "9-9")."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def replay(entries: list[dict], start: dict | None = None) -> dict | None:
+    """The state the ledger entries (``ledger_entry`` dicts, oldest first) leave, from
+    ``start`` (a checkpoint's state, not modified) or from nothing: {balance, reserved,
+    status, credit_limit, buckets {id: {remaining, reserved}}, counters}. None when, from
+    nothing, the first entry is not a creation."""
+    state = copy.deepcopy(start)
     for e in entries:
         if "create" in e:
             c = e["create"]
@@ -67,7 +87,27 @@ def _replay(entries: list[dict]) -> dict | None:
     return state
 
 
-def _all_account_ids(r: redis.Redis) -> list[str]:
+_STATE_KEYS = frozenset({"balance", "reserved", "status", "credit_limit", "buckets", "counters"})
+
+
+def read_checkpoint(flat) -> tuple[str | None, dict | None]:
+    """A checkpoint hash (HGETALL reply) -> (its entry id, its state); (None, None) when
+    there is none; ValueError when it cannot be read."""
+    ck = pairs(flat)
+    if not ck:
+        return None, None
+    try:
+        entry_order(ck["id"])
+        state = json.loads(ck["state"])
+        if not isinstance(state, dict) or not _STATE_KEYS <= state.keys():
+            raise ValueError(f"state is not an object with {', '.join(sorted(_STATE_KEYS))}")
+        return ck["id"], state
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"unreadable checkpoint: {exc}") from None
+
+
+def redis_account_ids(r: redis.Redis) -> list[str]:
+    """Every account id with a lookup key, sorted."""
     return sorted(text(k)[len("acct:") :] for k in r.scan_iter(match="acct:*", count=1000))
 
 
@@ -112,11 +152,12 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
         pipe = r.pipeline(transaction=True)
         for key in (keys.account, keys.buckets, keys.reservations, keys.counters):
             pipe.hgetall(key)
+        pipe.hgetall(keys.checkpoint)
         pipe.xrange(keys.ledger, "-", "+")
         pipe.smembers(keys.kids)
         for kid in kids:
             pipe.hgetall(AccountKeys(kid, keys.root).reservations)
-        acct, bk, rsv, ctr, entries, now_kids, *kid_rsv = pipe.execute()
+        acct, bk, rsv, ctr, ckpt, entries, now_kids, *kid_rsv = pipe.execute()
         if sorted(text(k) for k in now_kids) == kids:
             break
         kids = sorted(text(k) for k in now_kids)
@@ -126,7 +167,14 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
     if written_by != claim.token:
         return [AuditFinding(account_id, "claim", written_by, claim.token)]
     stored = account_from_hashes(acct, bk, rsv, ctr)
-    replayed = _replay([ledger_entry(i, f) for i, f in entries])
+    try:
+        since, start = read_checkpoint(ckpt)
+    except ValueError as exc:
+        return [AuditFinding(account_id, "checkpoint", pairs(ckpt).get("id"), str(exc))]
+    after = [ledger_entry(i, f) for i, f in entries]
+    if since is not None:  # the trim removes what the checkpoint covers; skipped if not
+        after = [e for e in after if entry_order(e["id"]) > entry_order(since)]
+    replayed = replay(after, start)
     if replayed is None:
         return [AuditFinding(account_id, "ledger", len(entries), "no creation entry first")]
     out = []
@@ -169,15 +217,22 @@ def audit_account(r: redis.Redis, account_id: str) -> list[AuditFinding]:
     return out
 
 
-def audit(r: redis.Redis, account_ids=None) -> list[AuditFinding]:
-    """Findings for ``account_ids`` (default: every account); an empty list means clean."""
-    ids = _all_account_ids(r) if account_ids is None else list(account_ids)
+def audit(r: redis.Redis, account_ids=None, *, history=None) -> list[AuditFinding]:
+    """Findings for ``account_ids`` (default: every account); an empty list means clean.
+    ``history(r, account_ids)``, when given, adds the findings of the archived part of the
+    ledgers (billing.archive.history_check: the archive replays to each checkpoint)."""
+    ids = redis_account_ids(r) if account_ids is None else list(account_ids)
     findings: list[AuditFinding] = []
     for account_id in ids:
         findings.extend(audit_account(r, account_id))
     if account_ids is None:
         findings.extend(_index_findings(r))
+    if history is not None:
+        findings.extend(history(r, None if account_ids is None else ids))
     return findings
 
 
-__all__ = ["AuditFinding", "audit", "audit_account"]
+__all__ = [
+    "AuditFinding", "audit", "audit_account", "entry_order", "read_checkpoint",
+    "redis_account_ids", "replay",
+]

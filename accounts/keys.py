@@ -177,6 +177,10 @@ class AccountKeys:
         return f"{self.base}:led"
 
     @property
+    def checkpoint(self) -> str:  # hash: id, state, cycle, at of the last ledger archive
+        return f"{self.base}:ckpt"
+
+    @property
     def kids(self) -> str:  # set: ids of the accounts whose parent this is
         return f"{self.base}:kids"
 

@@ -2,7 +2,8 @@
 
 Each verb is ``_lib.lua`` followed by the verb's file (Redis scripts cannot share code);
 ``lua/index/*.lua`` are one-key helpers of the global index keys and ``lua/read/*.lua``
-read-only scripts (accounts/snapshot.py), both without the prelude.
+read-only scripts (accounts/snapshot.py), both without the prelude, as are the verbs named in
+``STANDALONE`` (``trim_ledger.lua``: the ledger archive's trim, which takes no op id).
 EVALSHA first, on NoScriptError (a restarted or flushed server) SCRIPT LOAD and retry once. On
 a Redis Cluster EVALSHA goes to the node of the script's keys and SCRIPT LOAD to every primary,
 so a node that lost its scripts is reloaded the same way.
@@ -20,6 +21,7 @@ from redis.exceptions import NoScriptError
 from accounts.cluster import is_cluster_pipeline
 
 LUA_DIR = Path(__file__).with_name("lua")
+STANDALONE = frozenset({"trim_ledger"})  # lua/<name>.lua run without _lib.lua
 
 
 class LuaScript:
@@ -55,7 +57,8 @@ class ScriptRegistry:
         for path in sorted(lua_dir.glob("*.lua")):
             if path.name.startswith("_"):
                 continue
-            self.scripts[path.stem] = LuaScript(path.stem, lib + "\n" + path.read_text())
+            prelude = "" if path.stem in STANDALONE else lib + "\n"
+            self.scripts[path.stem] = LuaScript(path.stem, prelude + path.read_text())
         for folder in ("index", "read"):
             for path in sorted((lua_dir / folder).glob("*.lua")):
                 self.scripts[path.stem] = LuaScript(path.stem, path.read_text())
