@@ -14,13 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from billing import cdrs
-from billing.run_kernels import _group_sums
-from rating.cycles import cycle_months, cycle_name, month_number
+from billing.run_kernels import _group_sums_sorted, _month_rows, _plan_rows, _rating_rows
+from rating.cycles import cycle_bounds, cycle_months, cycle_name, cycle_of, month_number
 from rating.engine import REASONS, Accumulators, AllowanceTable, Plan, rate_batch
 
-_START_OFFSET = 1 << 37  # starts of years 2..9998 shifted to be >= 0
-_START_BITS = 39  # ... and below 2^39; an account row takes the bits above (< 2^24 accounts)
 _EARLIEST = -62135510400  # 0001-01-02T00:00Z: before any start a CDR may have (years 2..)
+_MONTHS_LISTED = 1200  # months_of lists every cycle start of a file spanning up to this many
 
 
 def _utc(sub: dict, key: str) -> int | None:
@@ -37,7 +36,8 @@ class AccountIndex:
     names: pa.Array
     bcd: np.ndarray  # int32 per row
     plans: list[Plan]
-    seg_key: np.ndarray  # int64 sorted: (row << _START_BITS) | (segment start + offset)
+    seg_first: np.ndarray  # int64[rows + 1]: row r's segments are seg_first[r]..seg_first[r+1]
+    seg_start: np.ndarray  # int64 per segment: UTC s it starts (ascending within a row)
     seg_plan: np.ndarray  # int32: plan index of the segment, -1 none (no_offer)
 
     @classmethod
@@ -46,9 +46,10 @@ class AccountIndex:
 
         plan_ids: dict[tuple, int] = {}
         plans: list[Plan] = []
-        keys: list[int] = []
+        starts: list[int] = []
         seg_plan: list[int] = []
-        for r, f in enumerate(facts):
+        first = [0]
+        for f in facts:
             subs = list(f.subscriptions)
             cuts = {_EARLIEST}
             for s in subs:
@@ -65,39 +66,59 @@ class AccountIndex:
                     pid = plan_ids.setdefault(key, len(plans))
                     if pid == len(plans):
                         plans.append(Plan(p.tariff, p.discounts))
-                keys.append((r << _START_BITS) | (t + _START_OFFSET))
+                starts.append(t)
                 seg_plan.append(pid)
+            first.append(len(starts))
         return cls(
             facts=facts,
             row={f.id: r for r, f in enumerate(facts)},
             names=pa.array([f.id for f in facts], pa.string()),
             bcd=np.array([f.bill_cycle_day for f in facts], np.int32),
             plans=plans or [Plan(next(iter(catalog.tariffs)))],
-            seg_key=np.array(keys, np.int64),
+            seg_first=np.array(first, np.int64),
+            seg_start=np.array(starts, np.int64),
             seg_plan=np.array(seg_plan, np.int32),
         )
 
     def plan_of(self, account: np.ndarray, start: np.ndarray) -> np.ndarray:
         """The plan index of every (account row, start): the base offer active at the start's
         local date; -1 for an unknown account or when no base offer is active."""
-        known = account >= 0
-        key = (account.astype(np.int64) << _START_BITS) | (
-            np.clip(start, -_START_OFFSET + 1, (1 << _START_BITS) - _START_OFFSET - 1)
-            + _START_OFFSET)
-        at = np.searchsorted(self.seg_key, key, side="right") - 1
-        plan = self.seg_plan[np.maximum(at, 0)]
-        return np.where(known, plan, -1).astype(np.int32)
+        out = np.empty(len(account), np.int32)
+        _plan_rows(account, start, self.seg_first, self.seg_start, self.seg_plan, out)
+        return out
 
     def months_of(self, account: np.ndarray, start: np.ndarray, usable: np.ndarray,
                   timezone: str) -> np.ndarray:
         """The cycle (a month number) of every CDR by its account's bill cycle day; -1 for
-        rows not usable."""
+        rows not usable. The cycle starts of each bill cycle day over the file's span are
+        listed once (`rating.cycles`), then each row is looked up among its day's."""
         out = np.full(len(start), -1, np.int64)
-        bcd = np.where(account >= 0, self.bcd[np.maximum(account, 0)], 0)
-        for day in np.unique(bcd[usable]):
-            rows = usable & (bcd == day)
-            out[rows] = cycle_months(start[rows], np.ones(int(rows.sum()), bool), timezone,
-                                     int(day))
+        if not usable.any():
+            return out
+        s = start[usable]
+        lo, hi = int(s.min()), int(s.max())
+        days = np.unique(self.bcd[account[usable]]).tolist()
+        span = {d: (month_number(cycle_of(lo, d, timezone)),
+                    month_number(cycle_of(hi, d, timezone))) for d in days}
+        if max(b - a for a, b in span.values()) > _MONTHS_LISTED:
+            bcd = np.where(account >= 0, self.bcd[np.maximum(account, 0)], 0)
+            for day in days:
+                rows = usable & (bcd == day)
+                out[rows] = cycle_months(start[rows], np.ones(int(rows.sum()), bool),
+                                         timezone, int(day))
+            return out
+        day_first = np.zeros(33, np.int64)
+        day_base = np.zeros(32, np.int64)
+        starts: list[int] = []
+        for d in range(32):
+            if d in span:
+                a, b = span[d]
+                day_base[d] = a
+                starts.extend(cycle_bounds(cycle_name(m), d, timezone)[0]
+                              for m in range(a, b + 1))
+            day_first[d + 1] = len(starts)
+        _month_rows(account, start, usable, self.bcd, day_first,
+                    np.array(starts, np.int64), day_base, out)
         return out
 
 
@@ -189,11 +210,20 @@ class CycleUsage:
 
     cycle: str
     late: bool  # the cycle was final: its CDRs become adjustments of a later cycle
-    groups: dict[tuple[int, int], tuple[int, int, int, int, int]]  # (row, service id) ->
-    #   (cdrs, usage, rated_usage, covered, net_charge)
+    group_row: np.ndarray  # int32 account row of each (account, service) group, ascending
+    group_service: np.ndarray  # int32 service id (ascending within an account)
+    group_sums: np.ndarray  # int64[groups, 5]: cdrs, usage, rated_usage, covered, net_charge
     late_rows: list[tuple[str, int, int, int]]  # (cdr_id, row, service id, net) for late ones
-    touched: np.ndarray  # account rows with rated CDRs in the cycle
+    touched: np.ndarray  # account rows with rated CDRs in the cycle, ascending
     standing: Standing
+    saved: frozenset  # accounts whose state of the cycle was saved before this file
+
+    @property
+    def groups(self) -> dict[tuple[int, int], tuple[int, int, int, int, int]]:
+        """(row, service id) -> (cdrs, usage, rated_usage, covered, net_charge)."""
+        return {(r, s): tuple(v) for r, s, v in zip(
+            self.group_row.tolist(), self.group_service.tolist(), self.group_sums.tolist(),
+            strict=True)}
 
 
 @dataclass
@@ -204,10 +234,30 @@ class FileRating:
     cycles: list[CycleUsage]
 
 
+def rating_rows(batch, rows: np.ndarray, n_accounts: int) -> np.ndarray:
+    """`rows` of `batch` (all with an account row) in rating order: account, start, cdr rank
+    (`rating.engine.rating_order`)."""
+    if len(rows) == 0:
+        return rows.astype(np.int64)
+    start, rank = batch.start[rows], batch.cdr_rank[rows]
+    s_lo, s_hi = int(start.min()), int(start.max())
+    span = int(rank.max()) + 1
+    if int(rank.min()) < 0 or (s_hi - s_lo + 1) * span >= 1 << 62:
+        order = np.lexsort((rank, start, batch.account[rows]))
+        return rows[order].astype(np.int64)
+    out = np.empty(len(rows), np.int64)
+    _rating_rows(rows.astype(np.int64), batch.account, batch.start, batch.cdr_rank, n_accounts,
+                 s_lo, span, out)
+    return out
+
+
 def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_status,
               saved_states) -> FileRating:
     """Rate one CDR table for the bill run. `cycle_status(cycle) -> 'final' | other` and
-    `saved_states(cycle) -> {account: state JSON}` read the database."""
+    `saved_states(cycle) -> {account: state JSON}` read the database.
+
+    Each cycle's rows are taken once, in rating order, so the engine reads them in place
+    (nothing sorted or gathered in it) and the sums per account are runs of rows."""
     names = index.names
     parsed = cdrs.parse_cdrs(
         table, compiled,
@@ -216,38 +266,44 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
     b.plan = index.plan_of(b.account, b.start)
     usable = (b.pre_reason == 0) & (b.account >= 0)
     months = index.months_of(b.account, b.start, usable, catalog.timezone)
-    reasons = np.zeros(len(REASONS), np.int64)
-    pre = b.pre_reason[b.pre_reason != 0]
-    np.add.at(reasons, pre.astype(np.int64), 1)
+    del usable
+    reasons = np.bincount(b.pre_reason[b.pre_reason != 0].astype(np.int64),
+                          minlength=len(REASONS)).astype(np.int64)
+    reasons[0] = 0
     out: list[CycleUsage] = []
     n_services = len(compiled.service_names)
-    for m in np.unique(months[usable]).tolist():
-        rows = np.flatnonzero(months == m)
+    n_accounts = len(index.facts)
+    for m in np.unique(months[months >= 0]).tolist():
+        rows = rating_rows(b, np.flatnonzero(months == m), n_accounts)
         cycle = cycle_name(int(m))
         late = cycle_status(cycle) == "final"
-        standing = initial_standing(catalog, compiled, index, cycle, saved_states(cycle))
+        saved = saved_states(cycle)
+        standing = initial_standing(catalog, compiled, index, cycle, saved)
         sub = cdrs._take_batch(b, rows)
         rated = rate_batch(compiled, sub, index.plans, standing.acc, standing.allowances)
-        np.add.at(reasons, rated.reason.astype(np.int64), 1)
-        reasons[0] -= int((rated.reason == 0).sum())  # counted below as rated
-        size = len(index.facts) * n_services
-        sums = [np.zeros(size, np.int64) for _ in range(5)]
-        if not _group_sums(rows, b.account, b.service, rated.reason, b.usage, rated.rated_usage,
-                           rated.covered, rated.net_charge, n_services, *sums):
+        reasons += np.bincount(rated.reason.astype(np.int64), minlength=len(REASONS))
+        reasons[0] = 0  # rated rows are counted from the groups
+        size = min(len(rows), n_accounts * n_services)
+        g_row, g_service = np.empty(size, np.int32), np.empty(size, np.int32)
+        g_sums = np.empty((size, 5), np.int64)
+        n = _group_sums_sorted(sub.account, sub.service, rated.reason, sub.usage,
+                               rated.rated_usage, rated.covered, rated.net_charge, n_services,
+                               g_row, g_service, g_sums)
+        if n < 0:
             raise cdrs.CdrFileError("a sum of usage or charges per account reaches 2^62: "
                                     "the file is refused")
-        nz = np.flatnonzero(sums[0])
-        groups = {(int(g) // n_services, int(g) % n_services):
-                  tuple(int(s[g]) for s in sums) for g in nz}
         late_rows = []
         if late:
             ok = np.flatnonzero(rated.reason == 0)
             ids = parsed.table.column("cdr_id").take(pa.array(rows[ok])).to_pylist()
-            late_rows = [(cid, int(b.account[rows[k]]), int(b.service[rows[k]]),
+            late_rows = [(cid, int(sub.account[k]), int(sub.service[k]),
                           int(rated.net_charge[k])) for cid, k in zip(ids, ok, strict=True)]
-        touched = np.unique(b.account[rows[rated.reason == 0]])
-        out.append(CycleUsage(cycle, late, groups, late_rows, touched, standing))
-    n_rated = sum(int(sum(v[0] for v in c.groups.values())) for c in out)
+        del sub, rated, rows
+        touched = np.unique(g_row[:n])
+        out.append(CycleUsage(cycle, late, g_row[:n].copy(), g_service[:n].copy(),
+                              g_sums[:n].copy(), late_rows, touched, standing,
+                              frozenset(saved)))
+    n_rated = sum(int(c.group_sums[:, 0].sum()) for c in out)
     rejected = {REASONS[k]: int(v) for k, v in enumerate(reasons.tolist()) if k and v}
     return FileRating(table.num_rows, n_rated, rejected, out)
 
