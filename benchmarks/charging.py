@@ -1,20 +1,25 @@
 """Online charging benchmark: `ccs serve` against a no-op server of the same server model.
 
 One run, one machine, one load generator (`benchmarks/charging_load.py`: a grpc.aio client in
-its own process, many sessions in flight), two servers in turn: `benchmarks/noop_charging.py`
-(a sync grpc.server with 16 worker threads answering a fixed ChargeResponse) and `ccs serve`
-on an embedded redis-server (AOF, appendfsync always) holding 10,000 prepaid accounts on the
-example catalog's offers.
+its own process, many sessions in flight over --channels connections), and for each server
+model of --models two servers in turn: `benchmarks/noop_charging.py` in that model (a fixed
+ChargeResponse) and `ccs serve` in that model (`benchmarks/charging_aio.py` for `aio-`), on
+an embedded redis-server (AOF, appendfsync always) holding 10,000 prepaid accounts on the
+example catalog's offers. Models: `w<N>[t<T>]` is `ccs serve --workers N --threads T` (T 16),
+`aio-w<N>` the grpc.aio + redis.asyncio prototype in N processes.
 Traffic: voice sessions (INITIAL + 3 UPDATE + TERMINATE), data sessions (INITIAL + UPDATE +
 TERMINATE) and SMS events (EVENT DIRECT_DEBIT), on random accounts.
 
-Phases: saturated throughput (closed loop, --concurrency in flight) of both servers; then on
-ccs: latency at half its saturated rate (open loop), and the same load on one account that
-holds --hot-sessions open sessions. Prints progress to stderr and, as its last line, one JSON
-object ({"bench": "charging", ...}) that benchmarks/README.md quotes.
+Phases per model: saturated throughput (closed loop, --concurrency in flight) of the no-op
+server and of ccs, then ccs's latency at half its saturated rate (open loop); for the first
+model also a MONITOR sample and the same load on one account that holds --hot-sessions open
+sessions. Prints progress to stderr and, as its last line, one JSON object ({"bench":
+"charging", ...}: the first model's figures at the top level, every model's in "models")
+that benchmarks/README.md quotes.
 
-    .venv/bin/python benchmarks/charging.py            # ~3 minutes
-    .venv/bin/python benchmarks/charging.py --quick    # ~30 s smoke run
+    .venv/bin/python benchmarks/charging.py                       # ~8 minutes: w1, w2
+    .venv/bin/python benchmarks/charging.py --models w1,w2,aio-w1  # and the aio prototype
+    .venv/bin/python benchmarks/charging.py --quick                # ~1 min smoke run
 """
 
 from __future__ import annotations
@@ -117,6 +122,19 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its live descendants (a supervisor's workers): a
+    child's time reaches its parent's cutime only once it is reaped."""
+    total = cpu_seconds(pid)
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                for child in f.read().split():
+                    with contextlib.suppress(OSError):
+                        total += tree_cpu_seconds(int(child))
+    return total
 
 
 def command_calls(client) -> dict[str, int]:
@@ -254,13 +272,40 @@ def ccs_supports_metrics(ccs: list[str]) -> bool:
     return "--metrics" in out.stdout
 
 
+class Model:
+    """A server model, named `[aio-]w<N>[t<T>]`: N processes on one port (SO_REUSEPORT), each
+    a sync grpc.server with T threads (16), or a grpc.aio server (`aio-`)."""
+
+    def __init__(self, name: str):
+        m = re.fullmatch(r"(aio-)?w([0-9]+)(?:t([0-9]+))?", name)
+        if not m or not 1 <= int(m.group(2)) <= 16 or (m.group(3) and m.group(1)):
+            raise ValueError(f"--models: {name!r}: expected w<N>[t<T>] or aio-w<N>")
+        self.name, self.aio = name, bool(m.group(1))
+        self.workers, self.threads = int(m.group(2)), int(m.group(3) or 16)
+
+    def noop_argv(self, target: str) -> list[str]:
+        return ([sys.executable, str(ROOT / "benchmarks" / "noop_charging.py"), "--listen",
+                 target, "--workers", str(self.workers), "--threads", str(self.threads)]
+                + (["--aio"] if self.aio else []))
+
+    def ccs_argv(self, ccs: list[str], target: str, redis_url: str, tmp: Path) -> list[str]:
+        if self.aio:  # the prototype: grpc.aio + redis.asyncio, Charge only
+            return [sys.executable, str(ROOT / "benchmarks" / "charging_aio.py"), "--catalog",
+                    str(CATALOG), "--redis", redis_url, "--listen", target,
+                    "--workers", str(self.workers)]
+        return ccs + ["serve", "--catalog", str(CATALOG), "--redis", redis_url,
+                      "--listen", target, "--data-dir", str(tmp / "ccs-data"), "--grace", "1",
+                      "--workers", str(self.workers), "--threads", str(self.threads)]
+
+
 def run(args, stack: contextlib.ExitStack, tmp: Path) -> dict:
     from accounts.audit import audit
     from accounts.embedded import EmbeddedRedis
     b = Bench(args, stack, tmp)
     out: dict = {"bench": "charging", **machine(), "accounts": args.accounts,
                  "hot_sessions": args.hot_sessions, "seconds": args.seconds,
-                 "concurrency": args.concurrency, "channels": args.channels}
+                 "concurrency": args.concurrency, "channels": args.channels,
+                 "models_run": [m.name for m in args.models]}
     redis_server = EmbeddedRedis(data_dir=tmp / "redis", appendfsync="always").start()
     stack.callback(redis_server.stop)
     r = redis_server.client()
@@ -271,103 +316,18 @@ def run(args, stack: contextlib.ExitStack, tmp: Path) -> dict:
     out["setup_s"] = round(time.perf_counter() - t0, 1)
     out["redis_bytes_per_account_at_setup"] = round(
         (int(r.info("memory")["used_memory"]) - baseline_mem) / (args.accounts + 1))
-
-    # (a) the no-op server
-    port = b.free_port()
-    target = f"127.0.0.1:{port}"
-    noop = b.start("noop", [sys.executable, str(ROOT / "benchmarks" / "noop_charging.py"),
-                            "--listen", target])
-    b.wait_ready(noop, target)
-    log(f"no-op server: closed loop, {args.concurrency} in flight, {args.seconds:.0f} s")
-    res = b.closed(target, ids, probes=lambda: {"server_cpu": cpu_seconds(noop.pid)},
-                   check_echo=False)
-    noop.stop()
-    cpu = res.get("probe", {})
-    res["requests_per_core_s"] = round(res["requests"] / max(cpu.get("server_cpu", 0), 1e-9))
-    log(f"  no-op: {res['tps']} req/s, client cpu {cpu.get('client_cpu', 0):.1f} s")
-    out["noop"] = res
-    out["noop_tps"] = res["tps"]
-
-    # (b) ccs serve
     ccs = [str(Path(sys.executable).parent / "ccs")]
     if not Path(ccs[0]).exists():
         ccs = [sys.executable, "-m", "charging.cli"]
-    port = b.free_port()
-    target = f"127.0.0.1:{port}"
-    argv = ccs + ["serve", "--catalog", str(CATALOG), "--redis", redis_server.url,
-                  "--listen", target, "--data-dir", str(tmp / "ccs-data"), "--grace", "1"]
-    metrics_url = None
-    if ccs_supports_metrics(ccs):
-        mport = b.free_port()
-        argv += ["--metrics", f"127.0.0.1:{mport}"]
-        metrics_url = f"http://127.0.0.1:{mport}/metrics"
-    out["round_trips_method"] = ("node_metrics" if metrics_url
-                                 else "redis_commandstats_evalsha")
-    node = b.start("ccs", argv)
-    b.wait_ready(node, target)
-    redis_pid = redis_server.process.pid
+    phases: list[dict] = []
+    out["models"] = {}
+    for i, model in enumerate(args.models):
+        res = run_model(b, model, ids, ccs, redis_server, tmp, full=i == 0, phases=phases)
+        out["models"][model.name] = {k: res[k] for k in MODEL_FIGURES if k in res}
+        if i == 0:
+            out.update(res)
+            out["model"] = model.name
 
-    def probes() -> dict:
-        return {"node_cpu": cpu_seconds(node.pid), "redis_cpu": cpu_seconds(redis_pid),
-                "cmds": command_calls(r), "metrics": scrape(metrics_url)}
-
-    log(f"ccs: warm-up pass, one SMS event on each of {len(ids)} accounts")
-    warm = b.batch(target, [("sms", a, f"warm-{a}") for a in ids], args.warm_limit_s)
-    log(f"  warm-up: {warm['sent']} requests, codes {warm['codes']}, "
-        f"statuses {warm['statuses']}")
-    out["warmup"] = {k: warm[k] for k in ("sent", "codes", "statuses", "errors")}
-
-    log(f"ccs: closed loop, {args.concurrency} in flight, {args.seconds:.0f} s")
-    sat = b.closed(target, ids, probes=probes)
-    out["saturated"] = sat
-    out["tps"] = sat["tps"]
-    out["ratio"] = round(sat["tps"] / out["noop_tps"], 3) if out["noop_tps"] else None
-    p = sat.get("probe", {})
-    core_s = p.get("node_cpu", 0) + p.get("redis_cpu", 0)
-    out["requests_per_core_s"] = round(sat["requests"] / core_s) if core_s else None
-    out["cpu_s"] = {k: round(p.get(k, 0), 2) for k in ("node_cpu", "redis_cpu", "client_cpu")}
-    out["cpu_ms_per_request"] = {
-        "noop_server": round(1000 * cpu.get("server_cpu", 0) / max(res["requests"], 1), 3),
-        "node": round(1000 * p.get("node_cpu", 0) / max(sat["requests"], 1), 3),
-        "redis": round(1000 * p.get("redis_cpu", 0) / max(sat["requests"], 1), 3)}
-    log(f"  ccs: {sat['tps']} req/s (ratio {out['ratio']}), {out['requests_per_core_s']} "
-        f"req per core-s, codes {sat['codes']}")
-    log(f"ccs: MONITOR sample of what the node sends Redis, {args.sample_seconds:.0f} s")
-    with MonitorSample(redis_server, args.sample_seconds + 30) as mon:
-        sample = b.load(target, "closed", accounts=ids, seconds=args.sample_seconds,
-                        warmup=0.5, check_echo=True, concurrency=16)
-    sample["monitor"] = mon.counts
-    out["monitor_sample"] = {k: sample[k] for k in ("sent", "codes", "statuses", "errors")}
-    out.update(round_trips(p, sat["requests"], metrics_url, sample))
-    log(f"  round trips per request: {out['redis_round_trips_per_request']} "
-        f"({out['round_trips_method']}), {out['redis_round_trips_per_request_monitor']} "
-        f"(MONITOR: {out['redis_client_commands_per_request']})")
-
-    rate = max(1.0, sat["tps"] / 2)
-    log(f"ccs: open loop at {rate:.0f} req/s, {args.seconds:.0f} s")
-    lat = b.open(target, ids, rate, probes=probes)
-    out["latency"] = lat
-    out.update({k: lat[k] for k in ("p50_ms", "p95_ms", "p99_ms")})
-    out["latency_rate_tps"] = lat["tps"]
-    log(f"  p50 {lat['p50_ms']} p95 {lat['p95_ms']} p99 {lat['p99_ms']} ms at {lat['tps']} "
-        f"req/s, codes {lat['codes']}")
-
-    log(f"ccs: {args.hot_sessions} INITIALs left open on {HOT!r}")
-    prime = b.batch(target, [("voice", HOT, f"hot-open-{i}") for i in range(args.hot_sessions)],
-                    args.warm_limit_s)
-    out["hot_prime"] = {k: prime[k] for k in ("sent", "codes", "statuses", "errors")}
-    out["hot_open_reservations"] = int(r.hlen(
-        _account_keys(r, HOT).reservations))
-    log(f"  {out['hot_open_reservations']} reservations held on {HOT!r}; codes {prime['codes']}")
-    log(f"ccs: open loop at {rate:.0f} req/s on {HOT!r}, {args.seconds:.0f} s")
-    hot = b.open(target, [HOT], rate, probes=probes)
-    out["hot"] = hot
-    out["hot_account_p99_ms"] = hot["p99_ms"]
-    log(f"  hot p50 {hot['p50_ms']} p95 {hot['p95_ms']} p99 {hot['p99_ms']} ms at "
-        f"{hot['tps']} req/s, codes {hot['codes']}")
-    node.stop()
-
-    phases = (warm, sat, sample, lat, prime, hot)
     out["errors"] = sum(x["errors"] for x in phases)
     checks = ("echo_mismatches", "sequence_violations", "not_sent_overload")
     out["checks"] = {k: sum(x[k] for x in phases) for k in checks}
@@ -388,6 +348,127 @@ def run(args, stack: contextlib.ExitStack, tmp: Path) -> dict:
     out["load_avg_end"] = os.getloadavg()[0]
     out["targets"] = TARGETS
     out["targets_met"] = targets_met(out)
+    return out
+
+
+MODEL_FIGURES = ("noop_tps", "tps", "ratio", "p50_ms", "p95_ms", "p99_ms", "latency_rate_tps",
+                 "requests_per_core_s", "cpu_ms_per_request", "redis_round_trips_per_request",
+                 "load_avg", "hot_account_p99_ms")
+
+
+def run_model(b: Bench, model: Model, ids: list[str], ccs: list[str], redis_server, tmp: Path,
+              *, full: bool, phases: list) -> dict:
+    """One server model: its no-op server, then ccs in the same model (warm-up, closed loop,
+    open loop at half rate; with `full` also the MONITOR sample and the hot account)."""
+    args = b.args
+    r = redis_server.client()
+    out: dict = {"load_avg_before": os.getloadavg()[0]}
+    port = b.free_port()
+    target = f"127.0.0.1:{port}"
+    noop = b.start(f"noop-{model.name}", model.noop_argv(target))
+    b.wait_ready(noop, target)
+    log(f"[{model.name}] no-op server: closed loop, {args.concurrency} in flight, "
+        f"{args.seconds:.0f} s")
+    res = b.closed(target, ids, probes=lambda: {"server_cpu": tree_cpu_seconds(noop.pid)},
+                   check_echo=False)
+    noop.stop()
+    cpu = res.get("probe", {})
+    res["requests_per_core_s"] = round(res["requests"] / max(cpu.get("server_cpu", 0), 1e-9))
+    log(f"  no-op: {res['tps']} req/s, client cpu {cpu.get('client_cpu', 0):.1f} s")
+    out["noop"] = res
+    out["noop_tps"] = res["tps"]
+
+    port = b.free_port()
+    target = f"127.0.0.1:{port}"
+    argv = model.ccs_argv(ccs, target, redis_server.url, tmp)
+    metrics_url = None
+    if not model.aio and ccs_supports_metrics(ccs):
+        mport = b.free_port()
+        argv += ["--metrics", f"127.0.0.1:{mport}"]
+        metrics_url = f"http://127.0.0.1:{mport}/metrics"
+    out["round_trips_method"] = ("node_metrics" if metrics_url
+                                 else "redis_commandstats_evalsha")
+    node = b.start(f"ccs-{model.name}", argv)
+    b.wait_ready(node, target)
+    redis_pid = redis_server.process.pid
+
+    def probes() -> dict:
+        return {"node_cpu": tree_cpu_seconds(node.pid), "redis_cpu": cpu_seconds(redis_pid),
+                "cmds": command_calls(r), "metrics": scrape(metrics_url)}
+
+    # each process caches what it learned: with N processes an account must have come
+    # through each of them before the node is warm; connections land on processes at
+    # random, so each pass sends an account's event on another connection
+    passes = 1 if model.workers == 1 else 2 * model.workers
+    log(f"[{model.name}] ccs: warm-up, {passes} x one SMS event on each of {len(ids)} accounts")
+    warm = b.batch(target, [("sms", a, f"warm-{model.name}-{k}-{a}", i + k)
+                            for k in range(passes) for i, a in enumerate(ids)],
+                   args.warm_limit_s * passes)
+    log(f"  warm-up: {warm['sent']} requests, codes {warm['codes']}, "
+        f"statuses {warm['statuses']}")
+    out["warmup"] = {k: warm[k] for k in ("sent", "codes", "statuses", "errors")}
+    phases.append(warm)
+
+    log(f"[{model.name}] ccs: closed loop, {args.concurrency} in flight, {args.seconds:.0f} s")
+    sat = b.closed(target, ids, probes=probes)
+    phases.append(sat)
+    out["saturated"] = sat
+    out["tps"] = sat["tps"]
+    out["ratio"] = round(sat["tps"] / out["noop_tps"], 3) if out["noop_tps"] else None
+    p = sat.get("probe", {})
+    core_s = p.get("node_cpu", 0) + p.get("redis_cpu", 0)
+    out["requests_per_core_s"] = round(sat["requests"] / core_s) if core_s else None
+    out["cpu_s"] = {k: round(p.get(k, 0), 2) for k in ("node_cpu", "redis_cpu", "client_cpu")}
+    out["cpu_ms_per_request"] = {
+        "noop_server": round(1000 * cpu.get("server_cpu", 0) / max(res["requests"], 1), 3),
+        "node": round(1000 * p.get("node_cpu", 0) / max(sat["requests"], 1), 3),
+        "redis": round(1000 * p.get("redis_cpu", 0) / max(sat["requests"], 1), 3)}
+    log(f"  ccs: {sat['tps']} req/s (ratio {out['ratio']}), {out['requests_per_core_s']} "
+        f"req per core-s, codes {sat['codes']}")
+    sample = None
+    if full:
+        log(f"[{model.name}] ccs: MONITOR sample of what the node sends Redis, "
+            f"{args.sample_seconds:.0f} s")
+        with MonitorSample(redis_server, args.sample_seconds + 30) as mon:
+            sample = b.load(target, "closed", accounts=ids, seconds=args.sample_seconds,
+                            warmup=0.5, check_echo=True, concurrency=16)
+        sample["monitor"] = mon.counts
+        phases.append(sample)
+        out["monitor_sample"] = {k: sample[k] for k in ("sent", "codes", "statuses", "errors")}
+    out.update(round_trips(p, sat["requests"], metrics_url, sample))
+    log(f"  round trips per request: {out['redis_round_trips_per_request']} "
+        f"({out['round_trips_method']}), {out.get('redis_round_trips_per_request_monitor')} "
+        f"(MONITOR: {out.get('redis_client_commands_per_request')})")
+
+    rate = max(1.0, sat["tps"] / 2)
+    log(f"[{model.name}] ccs: open loop at {rate:.0f} req/s, {args.seconds:.0f} s")
+    lat = b.open(target, ids, rate, probes=probes)
+    phases.append(lat)
+    out["latency"] = lat
+    out.update({k: lat[k] for k in ("p50_ms", "p95_ms", "p99_ms")})
+    out["latency_rate_tps"] = lat["tps"]
+    log(f"  p50 {lat['p50_ms']} p95 {lat['p95_ms']} p99 {lat['p99_ms']} ms at {lat['tps']} "
+        f"req/s, codes {lat['codes']}")
+
+    if full:
+        log(f"[{model.name}] ccs: {args.hot_sessions} INITIALs left open on {HOT!r}")
+        prime = b.batch(target, [("voice", HOT, f"hot-open-{i}")
+                                 for i in range(args.hot_sessions)], args.warm_limit_s)
+        phases.append(prime)
+        out["hot_prime"] = {k: prime[k] for k in ("sent", "codes", "statuses", "errors")}
+        out["hot_open_reservations"] = int(r.hlen(_account_keys(r, HOT).reservations))
+        log(f"  {out['hot_open_reservations']} reservations held on {HOT!r}; "
+            f"codes {prime['codes']}")
+        log(f"[{model.name}] ccs: open loop at {rate:.0f} req/s on {HOT!r}, "
+            f"{args.seconds:.0f} s")
+        hot = b.open(target, [HOT], rate, probes=probes)
+        phases.append(hot)
+        out["hot"] = hot
+        out["hot_account_p99_ms"] = hot["p99_ms"]
+        log(f"  hot p50 {hot['p50_ms']} p95 {hot['p95_ms']} p99 {hot['p99_ms']} ms at "
+            f"{hot['tps']} req/s, codes {hot['codes']}")
+    node.stop()
+    out["load_avg"] = os.getloadavg()[0]
     return out
 
 
@@ -455,7 +536,7 @@ def memory_by_key(r, accounts: int, sample: int = 300, limit: int = 2_000_000) -
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def round_trips(p: dict, requests: int, metrics_url: str | None, sample: dict) -> dict:
+def round_trips(p: dict, requests: int, metrics_url: str | None, sample: dict | None) -> dict:
     """Redis round trips per request: the node's counters (saturated window) when it has
     them, else EVALSHA/EVAL calls seen by redis-server in that window. Also what MONITOR saw
     the node send during `sample` (a short closed phase): every command per request, and the
@@ -474,6 +555,8 @@ def round_trips(p: dict, requests: int, metrics_url: str | None, sample: dict) -
                                                      "ccs_charge_requests_total")}
     else:
         out["redis_round_trips_per_request"] = out["redis_script_calls_per_request"]
+    if sample is None:
+        return out
     sent = max(sample["sent"], 1)
     seen = {k: v for k, v in sample["monitor"].items() if k not in BACKGROUND}
     out["monitor_sample_requests"] = sample["sent"]
@@ -507,7 +590,14 @@ def main(argv=None) -> int:
     ap.add_argument("--hot-sessions", type=int, default=5_000,
                     help="open sessions held on the hot account (5000)")
     ap.add_argument("--concurrency", type=int, default=64, help="in flight, closed loop (64)")
-    ap.add_argument("--channels", type=int, default=2, help="client gRPC channels (2)")
+    ap.add_argument("--channels", type=int, default=16,
+                    help="client gRPC channels, one connection each (16: the kernel spreads "
+                         "connections over the processes of a --workers N server)")
+    ap.add_argument("--models", default="w1,w2",
+                    help="server models, each against its own no-op server: w<N>[t<T>] (N "
+                         "processes on one port, T threads each, 16) or aio-w<N> (the "
+                         "grpc.aio + redis.asyncio prototype); the first gets the full run "
+                         "(MONITOR, hot account). Default w1,w2")
     ap.add_argument("--warm-limit-s", type=float, default=90.0,
                     help="time bound of the warm-up pass and of opening the hot sessions")
     ap.add_argument("--sample-seconds", type=float, default=3.0,
@@ -520,9 +610,15 @@ def main(argv=None) -> int:
         args.sample_seconds = 2.0
     if not (1 <= args.accounts <= 100_000 and 0 <= args.hot_sessions <= 100_000
             and 0.5 <= args.seconds <= 600 and 1 <= args.concurrency <= 1024
-            and 1 <= args.channels <= 16 and 0.5 <= args.sample_seconds <= 60):
+            and 1 <= args.channels <= 64 and 0.5 <= args.sample_seconds <= 60):
         ap.error("--accounts 1..100000, --hot-sessions 0..100000, --seconds 0.5..600, "
-                 "--concurrency 1..1024, --channels 1..16, --sample-seconds 0.5..60")
+                 "--concurrency 1..1024, --channels 1..64, --sample-seconds 0.5..60")
+    try:
+        args.models = [Model(x) for x in args.models.split(",") if x]
+    except ValueError as exc:
+        ap.error(str(exc))
+    if not args.models:
+        ap.error("--models: at least one model")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop what we started
     tmp = Path(tempfile.mkdtemp(prefix="ccs-bench-charging-"))
     try:

@@ -10,7 +10,8 @@ sessions in flight, each sending its next request as soon as it has the answer),
 sessions, e.g. INITIALs left open on one account).
 
 Sessions: voice INITIAL + 3 UPDATE + TERMINATE, data INITIAL + UPDATE + TERMINATE, SMS EVENT
-DIRECT_DEBIT; request numbers 0, 1, 2, ... one request in flight per session.
+DIRECT_DEBIT; request numbers 0, 1, 2, ... one request in flight per session, all of a
+session's requests on one of the `channels` connections (sessions dealt over them in turn).
 """
 
 from __future__ import annotations
@@ -62,10 +63,10 @@ def session_steps(kind: str, dest: str) -> list[tuple]:
 
 
 class Session:
-    __slots__ = ("sid", "sub", "steps", "n")
+    __slots__ = ("sid", "sub", "steps", "n", "chan")
 
-    def __init__(self, sid: str, sub: str, steps: list[tuple]):
-        self.sid, self.sub, self.steps, self.n = sid, sub, steps, 0
+    def __init__(self, sid: str, sub: str, steps: list[tuple], chan: int = 0):
+        self.sid, self.sub, self.steps, self.n, self.chan = sid, sub, steps, 0, chan
 
 
 class Load:
@@ -75,8 +76,11 @@ class Load:
     def __init__(self, spec: dict):
         self.spec = spec
         self.rng = random.Random(spec["seed"])
-        self.channels = [grpc.aio.insecure_channel(spec["target"])
-                         for _ in range(spec["channels"])]
+        # one TCP connection per channel (no shared subchannel): the kernel spreads
+        # connections, not requests, over the processes of a `--workers N` server
+        self.channels = [grpc.aio.insecure_channel(
+            spec["target"], options=(("grpc.use_local_subchannel_pool", 1),))
+            for _ in range(spec["channels"])]
         self.stubs = [charging_pb2_grpc.ChargingStub(c) for c in self.channels]
         self.accounts = spec["accounts"]
         self.kinds = [k for k, w in MIX for _ in range(w)]
@@ -96,7 +100,9 @@ class Load:
         sub = sub or self.accounts[self.rng.randrange(len(self.accounts))]
         self.sessions += 1
         sid = sid or f"{self.spec['tag']}-{self.sessions}"
-        return Session(sid, sub, session_steps(kind, self.rng.choice(VOICE_DESTS)))
+        # a session keeps its connection, as a network element keeps a session on one peer
+        return Session(sid, sub, session_steps(kind, self.rng.choice(VOICE_DESTS)),
+                       self.sessions % len(self.stubs))
 
     def message(self, s: Session):
         kind, action, rg, svc, dest, requested, used = s.steps[s.n]
@@ -121,7 +127,7 @@ class Load:
         self.last_sent[s.sid] = s.n
         msg = self.message(s)
         self.sent += 1
-        stub = self.stubs[self.sent % len(self.stubs)]
+        stub = self.stubs[s.chan]
         code, resp = "OK", None
         t0 = time.perf_counter()
         try:
@@ -196,16 +202,19 @@ class Load:
         await marks
 
     async def batch(self, sessions: list[tuple], concurrency: int) -> None:
-        """One request per (kind, account, session id), `concurrency` at a time; only the
-        sessions' first request is sent (INITIALs left open, or one event)."""
+        """One request per (kind, account, session id[, channel]), `concurrency` at a time;
+        only the sessions' first request is sent (INITIALs left open, or one event)."""
         todo = iter(sessions)
         deadline = self.win_end
 
         async def worker() -> None:
-            for kind, sub, sid in todo:
+            for kind, sub, sid, *chan in todo:
                 if time.perf_counter() > deadline:
                     return
-                await self.step(self.new_session(kind, sub, sid), time.perf_counter())
+                s = self.new_session(kind, sub, sid)
+                if chan:
+                    s.chan = chan[0] % len(self.stubs)
+                await self.step(s, time.perf_counter())
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
