@@ -255,3 +255,21 @@ def _copy(conn: Connection, table: sa.Table, columns: list, rows: list[tuple],
         else:
             for row in rows:
                 write(row)
+
+
+def delete_in(conn: Connection, table, column, values: list, *, where=None,
+              chunk: int = 2000) -> None:
+    """DELETE FROM ``table`` WHERE ``column`` IN ``values`` (and ``where``, a clause, when
+    given) in the connection's transaction: one statement on PostgreSQL (``column =
+    ANY(:array)``: one round trip, whatever the number of values), else one per ``chunk``
+    values (SQLite binds at most 32,766 parameters per statement)."""
+    table = getattr(table, "__table__", table)
+    if not values:
+        return
+    extra = [] if where is None else [where]
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.delete(table).where(column == sa.any_(sa.bindparam(
+            "values", list(values), type_=sa.ARRAY(column.type))), *extra))
+        return
+    for lo in range(0, len(values), chunk):
+        conn.execute(sa.delete(table).where(column.in_(values[lo:lo + chunk]), *extra))

@@ -132,14 +132,25 @@ class Standing:
     bucket_ids: list[str]  # per allowance bucket, in table order
 
     def state_of(self, row: int, compiled) -> str:
-        lo, hi = int(self.allowances.offsets[row]), int(self.allowances.offsets[row + 1])
-        return json.dumps({
-            "tier": {s: int(v) for s, v in zip(compiled.service_names,
-                                                self.acc.tier_usage[row].tolist(), strict=True) if v},
-            "disc": {d: int(v) for d, v in zip(compiled.discount_names,
-                                                self.acc.discount_basis[row].tolist(), strict=True) if v},
-            "allow": {self.bucket_ids[j]: int(self.allowances.remaining[j]) for j in range(lo, hi)},
-        }, sort_keys=True, separators=(",", ":"))
+        return self.states([row], compiled)[0]
+
+    def states(self, rows: list[int], compiled) -> list[str]:
+        """The state JSON of each account row of `rows`: its accumulators (non-zero ones) and
+        its allowance buckets' remaining units."""
+        tiers = self.acc.tier_usage[rows].tolist()
+        discs = self.acc.discount_basis[rows].tolist()
+        offsets = self.allowances.offsets.tolist()
+        remaining = self.allowances.remaining.tolist()
+        services, discounts, ids = compiled.service_names, compiled.discount_names, self.bucket_ids
+        out = []
+        for k, row in enumerate(rows):
+            lo, hi = offsets[row], offsets[row + 1]
+            out.append(json.dumps({
+                "tier": {s: v for s, v in zip(services, tiers[k], strict=True) if v},
+                "disc": {d: v for d, v in zip(discounts, discs[k], strict=True) if v},
+                "allow": dict(zip(ids[lo:hi], remaining[lo:hi], strict=True)),
+            }, sort_keys=True, separators=(",", ":")))
+        return out
 
 
 def initial_standing(catalog, compiled, index: AccountIndex, cycle: str,
