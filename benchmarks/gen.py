@@ -1,7 +1,8 @@
 """Seeded generators for benchmarks: a realistic catalog (YAML) and CDRs (numpy arrays, CSV).
 
 Same seed, same data: figures in benchmarks/README.md can be reproduced. Nothing here is
-random at import time; every function takes its own seed.
+random at import time; every function takes its own seed. The CDR columns are the package's
+(`charging.gen_cdrs`, also behind `ccs gen cdrs`), re-exported here under their old names.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from charging.gen_cdrs import (  # noqa: F401 - the public names benchmarks use
+    MONTH_S,
+    SERVICE_SHARE,
+    SERVICES,
+    START_2024_03_01,
+    cdr_arrays,
+    write_cdr_csv,
+)
 from rating.money import format_money
 
-SERVICES = ("voice", "sms", "data")
-SERVICE_SHARE = (0.6, 0.25, 0.15)
-START_2024_03_01 = 1709251200  # UTC; the month holds the EU change to summer time
-MONTH_S = 31 * 86400
 TARIFFS = ("std", "flat", "biz")
 DISCOUNTS = ("loyal_voice", "data_spender")
 
@@ -106,38 +111,6 @@ def catalog_yaml(seed: int = 1, n_prefixes: int = 3000, n_destinations: int = 20
     return "\n".join(lines) + "\n", prefixes
 
 
-def cdr_arrays(n: int, prefixes: list[str], seed: int = 2, n_accounts: int = 100_000) -> dict[str, np.ndarray]:
-    """n CDRs as arrays: cdr (int id), account (int), service (index into SERVICES), start (UTC s),
-    usage, dest (digits as int64), dest_len (int8; 0 for data). Rows are in random start order.
-
-    Durations and volumes are log-normal; destinations follow a Zipf law over `prefixes`.
-    """
-    rng = np.random.default_rng(seed)
-    service = rng.choice(len(SERVICES), size=n, p=SERVICE_SHARE).astype(np.int32)
-    usage = np.where(
-        service == 0,
-        np.round(rng.lognormal(4.2, 1.1, n)),  # voice seconds, median ~67 s
-        np.where(service == 1, 1, np.round(rng.lognormal(14.5, 2.0, n))),  # data bytes, median ~2 MB
-    ).astype(np.int64)
-    rank = np.minimum(rng.zipf(1.3, n), len(prefixes)) - 1
-    plen = np.array([len(p) for p in prefixes], np.int64)[rank]
-    pval = np.array([int(p) for p in prefixes], np.int64)[rank]
-    total = rng.integers(10, 13, n)  # E.164 numbers of 10..12 digits
-    suffix_len = total - plen
-    suffix = rng.integers(0, 10 ** 12, n, dtype=np.int64) % (10 ** suffix_len)
-    dest = pval * 10 ** suffix_len + suffix
-    is_data = service == 2
-    return {
-        "cdr": np.arange(n, dtype=np.int64),
-        "account": rng.integers(0, n_accounts, n).astype(np.int32),
-        "service": service,
-        "start": START_2024_03_01 + rng.integers(0, MONTH_S, n),
-        "usage": usage,
-        "dest": np.where(is_data, 0, dest),
-        "dest_len": np.where(is_data, 0, total).astype(np.int8),
-    }
-
-
 def account_plans(n_accounts: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Tariff index (into TARIFFS) and discount flags (bit 0 loyal_voice, bit 1 data_spender)."""
     rng = np.random.default_rng(seed)
@@ -151,20 +124,5 @@ def write_accounts_csv(path: str | Path, n_accounts: int, seed: int = 3) -> None
         "account": pc.binary_join_element_wise("a", pc.cast(pa.array(np.arange(n_accounts)), pa.string()), ""),
         "tariff": pa.array(np.array(TARIFFS)[tariff]),
         "discounts": pa.array(disc),
-    })
-    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
-
-
-def write_cdr_csv(path: str | Path, cdrs: dict[str, np.ndarray]) -> None:
-    """The CDR file of `cdr_arrays` output: ids `c000000001`, accounts `a17`, ISO starts in Z."""
-    ids = pc.utf8_lpad(pc.cast(pa.array(cdrs["cdr"]), pa.string()), 10, "0")
-    dest = pc.cast(pa.array(cdrs["dest"]), pa.string())
-    table = pa.table({
-        "cdr_id": pc.binary_join_element_wise("c", ids, ""),
-        "account": pc.binary_join_element_wise("a", pc.cast(pa.array(cdrs["account"]), pa.string()), ""),
-        "service": pa.array(np.array(SERVICES)[cdrs["service"]]),
-        "start": pc.strftime(pa.array(cdrs["start"].astype("datetime64[s]")), format="%Y-%m-%dT%H:%M:%SZ"),
-        "usage": pc.cast(pa.array(cdrs["usage"]), pa.string()),
-        "destination": pc.if_else(pa.array(cdrs["dest_len"] == 0), "", dest),
     })
     pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
