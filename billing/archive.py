@@ -50,9 +50,9 @@ from rating.cycles import cycle_bounds
 
 T = Base.metadata.tables
 PAGE = 1_000  # stream entries per XRANGE
-MAX_CUT = 100_000  # entries of one account archived per pass (a longer backlog takes more)
+BUDGET = 250_000  # entries held in memory per pass over a batch (split over its accounts)
 COMPACT = 1_000  # trim_ledger rewrites a stream with at most this many entries left
-ROUNDS = 8  # passes over a batch: accounts another archiver moved, or with a backlog
+ROUNDS = 8  # passes over a batch for accounts whose checkpoint another archiver moved
 _IN = sa.Table("ledger_in", sa.MetaData(), sa.Column("account", sa.String),
                sa.Column("entry_id", sa.String), sa.Column("fields", sa.Text),
                prefixes=["TEMPORARY"], postgresql_on_commit="drop")
@@ -66,9 +66,9 @@ class ArchiveSummary:
     ``skipped``: reason -> account ids left as they were (``no_creation``: a ledger without
     a checkpoint that does not start with its creation, which the audit reports too;
     ``checkpoint``: an unreadable checkpoint; ``unknown``: re-created or gone meanwhile;
-    ``lookup``: an unreadable lookup key; ``unfinished``: still more to archive after ROUNDS
-    passes (a checkpoint other archivers kept moving, or a backlog over ROUNDS x MAX_CUT
-    entries): the next run goes on)."""
+    ``lookup``: an unreadable lookup key; ``unfinished``: a checkpoint other archivers kept
+    moving for ROUNDS passes: the next run goes on). A backlog longer than a pass holds
+    (BUDGET entries over the batch) takes more passes, each trimming what it archived."""
 
     cycle: str
     accounts: int = 0
@@ -90,7 +90,7 @@ class Cut:
     since: str | None
     entries: list[tuple[str, dict]]  # (entry id, stream fields) oldest first
     state: dict
-    more: bool = False  # stopped at MAX_CUT: the account has more to archive
+    more: bool = False  # stopped at the pass's limit: the account has more to archive
 
     @property
     def last(self) -> str:
@@ -115,6 +115,7 @@ class _Reading:
     after: str = "-"
     done: bool = False
     more: bool = False
+    limit: int = PAGE
 
 
 def _claims(r, account_ids: list[str], skipped) -> list:
@@ -140,7 +141,7 @@ def _page(rd: _Reading, page: list, page_size: int) -> None:
             rd.done = True
             return
         rd.entries.append((entry_id, fields))
-        if len(rd.entries) >= MAX_CUT:
+        if len(rd.entries) >= rd.limit:
             rd.done = rd.more = True
             return
     if len(page) < page_size:
@@ -149,16 +150,21 @@ def _page(rd: _Reading, page: list, page_size: int) -> None:
         rd.after = f"({text(page[-1][0])}"
 
 
-def read_cuts(store, account_ids, *, cycle: str, page: int = PAGE,
-              skipped: dict | None = None) -> list[Cut]:
+def read_cuts(store, account_ids, *, cycle: str, page: int | None = None,
+              limit: int | None = None, skipped: dict | None = None) -> list[Cut]:
     """Step 1 for ``account_ids``: what each account has to archive for ``cycle`` (accounts
-    with nothing to archive are left out). Pipelined: one MGET and one round trip per page
-    of entries, whatever the number of accounts. ``skipped`` (reason -> ids) collects the
-    accounts left out for a reason."""
+    with nothing to archive are left out), at most ``limit`` entries each (default BUDGET
+    over the accounts, at least a page; a cut stopped there has ``more``). Pipelined: one
+    MGET and one round trip per page of entries, whatever the number of accounts.
+    ``skipped`` (reason -> ids) collects the accounts left out for a reason."""
     r, tz = store.r, store.catalog.timezone
+    account_ids = list(account_ids)
+    page = PAGE if page is None else page
+    limit = max(page, BUDGET // max(1, len(account_ids))) if limit is None else limit
     skipped = defaultdict(list) if skipped is None else skipped
-    todo = {c.keys.account_id: _Reading(c, cycle_bounds(cycle, c.bill_cycle_day, tz)[1])
-            for c in _claims(r, list(account_ids), skipped)}
+    todo = {c.keys.account_id: _Reading(c, cycle_bounds(cycle, c.bill_cycle_day, tz)[1],
+                                        limit=limit)
+            for c in _claims(r, account_ids, skipped)}
     reading = list(todo.values())
     while reading:
         pipe = r.pipeline(transaction=False)
@@ -312,24 +318,28 @@ def archive_ledgers(engine, store, *, cycle: str, batch: int = 500,
     trimmed: set[str] = set()
     ids = all_ids(store) if account_ids is None else list(account_ids)
     for lo in range(0, len(ids), batch):
-        pending = ids[lo:lo + batch]
-        for _ in range(ROUNDS):
+        pending, moves = ids[lo:lo + batch], 0
+        while pending:
             cuts = read_cuts(store, pending, cycle=cycle, skipped=skipped)
             summary.inserted += write_cuts(engine, cuts, cycle=cycle) if cuts else 0
-            pending = []
+            pending, moved = [], []
             for cut, (code, removed, compacted) in zip(
                     cuts, trim_cuts(store, cuts, cycle=cycle), strict=True):
                 if code == "trimmed":
                     trimmed.add(cut.account)
                     summary.entries += removed
                     summary.compacted += compacted
+                    if cut.more:  # a backlog: on from its new checkpoint
+                        pending.append(cut.account)
                 elif code == "unknown":
                     skipped["unknown"].append(cut.account)
-                if code == "moved" or (code == "trimmed" and cut.more):
-                    pending.append(cut.account)  # from its new checkpoint
-            if not pending:
-                break
-        skipped["unfinished"].extend(pending)
+                elif code == "moved":
+                    moved.append(cut.account)
+            moves += bool(moved)
+            if moves > ROUNDS:  # other archivers keep moving these: the next run goes on
+                skipped["unfinished"].extend(moved)
+                moved = []
+            pending += moved
     summary.accounts = len(trimmed)
     summary.skipped = {k: sorted(set(v)) for k, v in sorted(skipped.items()) if v}
     summary.seconds = time.perf_counter() - t0
