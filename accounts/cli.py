@@ -333,18 +333,44 @@ def _known(client, account_id: str) -> bool:
                 None) is not None
 
 
+# the bill run's ledger archive, checked by `audit --db`: named, not imported, so that the
+# accounts layer imports nothing of billing (billing uses accounts, not the other way)
+ARCHIVE_CHECK = "billing.archive"
+
+
+def _archive_engine(args):
+    """(the --db database's engine, the audit's ``history`` check of its archive)."""
+    import importlib
+
+    archive = importlib.import_module(ARCHIVE_CHECK)
+    db = importlib.import_module("billing.db")
+    try:
+        engine = db.open_database(args.db, args.data_dir)
+    except db.DatabaseError as exc:
+        raise UsageError(str(exc)) from None
+    return engine, archive.history_check(engine)
+
+
 def _audit(session, args) -> int:
     from accounts.audit import audit
 
     for account_id in args.ids:
         check_account_id(account_id, "ID")
-    for account_id in args.ids:
-        if not _known(session.client, account_id):
-            raise UsageError(f"ID: unknown account {account_id!r}")
-    findings = audit(session.client, list(args.ids) or None)
+    # a bad --db is named before Redis is opened
+    engine, history = _archive_engine(args) if args.db is not None else (None, None)
+    try:
+        for account_id in args.ids:
+            if not _known(session.client, account_id):
+                raise UsageError(f"ID: unknown account {account_id!r}")
+        findings = audit(session.client, list(args.ids) or None, history=history)
+    finally:
+        if engine is not None:
+            engine.dispose()
     for f in findings:
         print(f"{f.account}: {f.field}: stored {f.stored}, replayed {f.replayed}")
     scope = f"{len(args.ids)} account(s)" if args.ids else "all accounts"
+    if args.db is not None:
+        scope += " with their archived ledgers"
     if findings:
         print(f"audit: {len(findings)} finding(s) in {scope}", file=sys.stderr)
         return EXIT_REFUSED
@@ -455,3 +481,6 @@ def register(subparsers) -> None:
 
     p = verb("audit", _audit, "replay ledgers against stored balances; exit 1 on any finding")
     p.add_argument("ids", nargs="*", metavar="ID", help="accounts to check (default: all)")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="also check the ledger archive in this bill-run database (sqlite:///FILE "
+                        "or postgresql://...): it replays to each account's checkpoint")

@@ -213,12 +213,25 @@ def _finalize(session, args) -> int:
     from billing.billrun import BillRunError, finalize
 
     cycle = _cycle(args.cycle)
+    engine = session.engine
     try:
-        n = finalize(session.engine, cycle)
+        from billing.billrun import check_cycle, cycle_status
+
+        with engine.connect() as conn:  # an unknown cycle is named before Redis is opened
+            if cycle_status(conn, check_cycle(cycle)) is None:
+                raise BillRunError("--cycle", f"cycle {cycle} was never run")
+        n = finalize(engine, cycle, session.store)
     except BillRunError as exc:
         raise BillUsageError(str(exc)) from None
     print(f"cycle {cycle} final: {n} bill(s) finalised" if n else
-          f"cycle {cycle} was already final: nothing changed")
+          f"cycle {cycle} was already final: no bill changed")
+    a = n.archive
+    print(f"ledgers archived: {a.entries} entr{'y' if a.entries == 1 else 'ies'} of "
+          f"{a.accounts} account(s) moved from Redis to the database "
+          f"({a.inserted} new row(s)) in {a.seconds:.3f} s")
+    for reason, ids in a.skipped.items():
+        print(f"  not archived ({reason}): {len(ids)} account(s): {', '.join(ids[:10])}"
+              + (" ..." if len(ids) > 10 else ""))
     return EXIT_OK
 
 

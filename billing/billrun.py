@@ -420,9 +420,25 @@ def _debit_prepaid_fees(engine, store, catalog, facts, roots, cycle, summary) ->
             summary.fees_debited += 1
 
 
-def finalize(engine, cycle: str) -> int:
+class Finalized(int):
+    """What `finalize` answers: the number of bills it finalised (an int: 0 when the cycle
+    was final already), and ``archive``, the ledger archive's summary (None without a
+    store)."""
+
+    archive = None
+
+    def __new__(cls, bills: int, archive=None):
+        obj = super().__new__(cls, bills)
+        obj.archive = archive
+        return obj
+
+
+def finalize(engine, cycle: str, store=None) -> Finalized:
     """Freeze `cycle`: its bills become final (their exports say so) and never change again.
-    Returns the number of bills finalised; a second finalize does nothing."""
+    Returns the number of bills finalised; a second finalize does nothing to the bills.
+    With `store`, then the accounts' ledger entries of the cycle and earlier move into the
+    database (billing.archive.archive_ledgers), also when the cycle was final already: a
+    second finalize completes an archive that was interrupted, and otherwise finds nothing."""
     from billing.render import bill_json
 
     check_cycle(cycle)
@@ -430,15 +446,20 @@ def finalize(engine, cycle: str) -> int:
         status = cycle_status(conn, cycle)
         if status is None:
             raise BillRunError("--cycle", f"cycle {cycle} was never run")
-        if status == "final":
-            return 0
-        t = T["bills"]
-        rows = conn.execute(select(t.c.id, t.c.export).where(t.c.cycle == cycle)).all()
-        for bid, export in rows:
-            doc = json.loads(export)
-            doc["status"] = "final"
-            conn.execute(update(t).where(t.c.id == bid).values(
-                status="final", export=bill_json(doc).decode()))
-        conn.execute(update(T["cycles"]).where(T["cycles"].c.cycle == cycle).values(
-            status="final", finalized_at=int(time.time())))
-        return len(rows)
+        rows = []
+        if status != "final":
+            t = T["bills"]
+            rows = conn.execute(select(t.c.id, t.c.export).where(t.c.cycle == cycle)).all()
+            for bid, export in rows:
+                doc = json.loads(export)
+                doc["status"] = "final"
+                conn.execute(update(t).where(t.c.id == bid).values(
+                    status="final", export=bill_json(doc).decode()))
+            conn.execute(update(T["cycles"]).where(T["cycles"].c.cycle == cycle).values(
+                status="final", finalized_at=int(time.time())))
+    archive = None
+    if store is not None:
+        from billing.archive import archive_ledgers
+
+        archive = archive_ledgers(engine, store, cycle=cycle)
+    return Finalized(len(rows), archive)
