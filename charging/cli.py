@@ -17,7 +17,7 @@ import threading
 # command -> the module that registers it; only the one asked for is imported (a `ccs rate`
 # need not pay for importing redis and grpc)
 COMMAND_MODULES = {"catalog": "rating.cli", "rate": "billing.cli", "accounts": "accounts.cli",
-                   "bill": "billing.bill_cli", "gen": "charging.gen"}
+                   "bill": "billing.bill_cli", "gen": "charging.gen", "replay": "charging.replay"}
 
 
 def ccs_version() -> str:
