@@ -327,3 +327,41 @@ def test_ccs_bill_finalize_archives_and_ccs_accounts_audit_db_checks(tmp_path, r
     proc = ccs("accounts", "audit", "--db", "mysql://x/y", check=2)
     assert proc.stderr.startswith("ccs accounts audit: --db: unsupported database 'mysql'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from tests.charging.test_cluster import Cluster
+
+    c = Cluster()
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+def test_the_archive_on_a_cluster_covers_every_master(cluster, cat, tmp_path):
+    from billing.db import open_database
+
+    rc = cluster.client()
+    engine = open_database(f"sqlite:///{tmp_path / 'ccs.db'}")
+    try:
+        rc.flushall()
+        clock = Clock(_at("2026-01", 5))
+        store = AccountStore(rc, cat[0], clock=clock)
+        ids = [f"C{i:03d}" for i in range(30)]
+        for account_id in ids:
+            store.create(account_id, credit_limit=None)
+        assert len({rc.get_node_from_key(store.account_keys(i).account).name for i in ids}) == 3
+        _month(store, clock, "2026-01", ids)
+        _month(store, clock, "2026-02", ids)
+        rc.script_flush()  # every primary lost its scripts: trim_ledger is loaded again
+        result = archive.archive_ledgers(engine, store, cycle="2026-01", batch=7)
+        # per account January's create + 4, February's 4 left
+        assert (result.accounts, result.entries, result.inserted) == (30, 150, 150)
+        assert {_xlen(store, i) for i in ids} == {4}
+        assert audit(rc) == [] and archive.archive_findings(engine, rc) == []
+        assert store.get_account("C029").balance == 15_600_000  # 2 x 7.80
+    finally:
+        engine.dispose()
+        rc.close()
