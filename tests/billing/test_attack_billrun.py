@@ -253,6 +253,43 @@ def test_an_online_session_ending_after_its_cycle_was_finalised_is_billed(db, re
     assert nov["total"] == "4.52"
 
 
+@pytest.mark.xfail(strict=True, reason="the refund of an online event of a cycle already final "
+                   "is credited nowhere: the customer keeps paying for it")
+def test_a_refund_of_an_event_of_a_final_cycle_is_credited(db, redis_client, cat):
+    catalog, compiled = cat
+    t = {"now": _utc(2026, 10, 20, 10)}
+    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    _account(store, "RF", [("plain", "2026-09-01", None)])
+    node = C.Charger(store, catalog, compiled, validity_s=300, clock=lambda: t["now"])
+    sms = (C.UnitRequest(1, "sms", MOBILE, 2, 0),)
+    assert node.charge(C.Request("e1", "EVENT", 0, "RF", t["now"], "DIRECT_DEBIT",
+                                 sms)).charged == 180_000  # 2 SMS at 0.09
+    t["now"] = _utc(2026, 11, 1, 10)
+    billrun.run(db, store, catalog, compiled, cycle="2026-10")
+    billrun.finalize(db, "2026-10")  # invoiced: sms 0.18
+    t["now"] = _utc(2026, 11, 5, 10)
+    undo = (C.UnitRequest(1, "sms", MOBILE, None, 0),)
+    assert node.charge(C.Request("e1", "EVENT", 1, "RF", t["now"], "REFUND",
+                                 undo)).charged == -180_000
+    t["now"] = NOW
+    billrun.run(db, store, catalog, compiled, cycle="2026-11")
+    # the refund's record belongs to October (final): a negative adjustment of November.
+    # plain 3.00 - 0.18 = 2.82, VAT 0.5358 -> 0.54, total 3.36 (ccs: 3.57, no credit)
+    nov = _bill(db, "RF", "2026-11")
+    assert ("adjustment", "late:2026-10:sms", "", "-0.18") in _lines(nov)
+    assert nov["total"] == "3.36"
+
+
+@pytest.mark.xfail(strict=True, reason="the bills table's CHECK (paid <= amount_due) refuses a "
+                   "bill whose total is negative (a credit: refunds above the charges), so a "
+                   "run holding one fails with IntegrityError")
+def test_a_bill_with_a_negative_total_can_be_stored(db):
+    # billing.md line 7: total = subtotal - discounts + tax, amount_due = total for an
+    # invoice; a late refund of 5.00 against 3.00 of fees gives -2.00 + VAT -0.38 = -2.38
+    bill_id = db_fixtures.add_bill(db, "CR", "2026-11", -2_380_000, status="draft")
+    assert db_fixtures.paid(db) == {bill_id: 0}
+
+
 @pytest.mark.xfail(strict=True, reason="finalize while a run of the cycle is going: the run "
                    "then stores draft bills in the final cycle (the bills of a final cycle "
                    "change; payments and arrears never see them)")
