@@ -62,6 +62,15 @@ def _with_offer(redis_client, offer_yaml: str):
                                                            clock=lambda: NOW)
 
 
+def _online(redis_client, cat, now: int, validity_s: int = 300):
+    """A store and an online node on a settable clock: (t, store, node); t["now"] moves it."""
+    catalog, compiled = cat
+    t = {"now": now}
+    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    return t, store, C.Charger(store, catalog, compiled, validity_s=validity_s,
+                               clock=lambda: t["now"])
+
+
 def _count(engine, table: str) -> int:
     t = Base.metadata.tables[table]
     with engine.connect() as conn:
@@ -147,14 +156,12 @@ def test_an_allowance_for_no_destination_covers_nothing_offline(db, redis_client
 def test_online_usage_after_an_offline_import_finds_the_allowance_used(db, redis_client, cat,
                                                                      tmp_path):
     catalog, compiled = cat
-    t = {"now": _utc(2026, 11, 10, 12)}
-    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    t, store, node = _online(redis_client, cat, _utc(2026, 11, 10, 12))
     _account(store, "OO", [("smart", "2026-10-01", None)])
     # a mid-cycle run imports the day's CDR file: 120 s to DE_MOBILE, all of voice_120
     files = [_cdrs(tmp_path, [("o1", "OO", "voice", "2026-11-05T10:00:00Z", "120", MOBILE)])]
     billrun.run(db, store, catalog, compiled, cycle="2026-11", cdr_files=files)
     t["now"] = _utc(2026, 11, 12, 12)
-    node = C.Charger(store, catalog, compiled, validity_s=300, clock=lambda: t["now"])
     online = _voice_session(node, "OO", "s1", MOBILE, 60, t["now"])
     t["now"] = NOW
     billrun.run(db, store, catalog, compiled, cycle="2026-11")
@@ -231,10 +238,8 @@ def test_a_late_cdr_two_cycles_back_is_not_lost(db, store, cat, tmp_path):
 def test_an_online_session_ending_after_its_cycle_was_finalised_is_billed(db, redis_client, cat):
     catalog, compiled = cat
     start = _utc(2026, 10, 31, 22, 50)  # 23:50 in Berlin (CET): the last minutes of October
-    t = {"now": start}
-    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    t, store, node = _online(redis_client, cat, start, validity_s=3600)
     _account(store, "SF", [("plain", "2026-10-01", None)])
-    node = C.Charger(store, catalog, compiled, validity_s=3600, clock=lambda: t["now"])
     node.charge(C.Request("s", "INITIAL", 0, "SF", start, None,
                           (C.UnitRequest(1, "voice", FIXED, 3000, 0),)))
     t["now"] = _utc(2026, 10, 31, 23, 10)  # 00:10 on November 1st: October billed, final
@@ -257,10 +262,8 @@ def test_an_online_session_ending_after_its_cycle_was_finalised_is_billed(db, re
                    "is credited nowhere: the customer keeps paying for it")
 def test_a_refund_of_an_event_of_a_final_cycle_is_credited(db, redis_client, cat):
     catalog, compiled = cat
-    t = {"now": _utc(2026, 10, 20, 10)}
-    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    t, store, node = _online(redis_client, cat, _utc(2026, 10, 20, 10))
     _account(store, "RF", [("plain", "2026-09-01", None)])
-    node = C.Charger(store, catalog, compiled, validity_s=300, clock=lambda: t["now"])
     sms = (C.UnitRequest(1, "sms", MOBILE, 2, 0),)
     assert node.charge(C.Request("e1", "EVENT", 0, "RF", t["now"], "DIRECT_DEBIT",
                                  sms)).charged == 180_000  # 2 SMS at 0.09
@@ -350,12 +353,10 @@ def test_fees_debited_as_prepaid_are_not_invoiced_again(db, store, cat):
                    "is also due on its postpaid parent's invoice: charged twice")
 def test_a_prepaid_childs_online_usage_is_not_due_again(db, redis_client, cat, tmp_path):
     catalog, compiled = cat
-    t = {"now": _utc(2026, 11, 10, 12)}
-    store = AccountStore(redis_client, catalog, clock=lambda: t["now"])
+    t, store, node = _online(redis_client, cat, _utc(2026, 11, 10, 12))
     _account(store, "MP", [("plain", "2026-10-01", None)])
     _account(store, "MK", [("plain", "2026-10-01", None)], parent="MP", prepaid=True)
     store.topup("MK", 10 * EUR, op_id="t")
-    node = C.Charger(store, catalog, compiled, validity_s=300, clock=lambda: t["now"])
     paid_online = _voice_session(node, "MK", "s", FIXED, 90, t["now"])
     assert paid_online == 30_000 and store.get_account("MK").balance == 9_970_000
     t["now"] = NOW
