@@ -373,9 +373,11 @@ class Replay:
         shown = 0
         while True:
             await asyncio.sleep(0.5)
-            done = self.started if self.opts.count else int(time.perf_counter() - self.rec.t0)
-            self.bar.update(max(0, min(done, self.bar.total or done) - shown))
-            shown = max(shown, min(done, self.bar.total or done))
+            done = self.started if self.opts.duration is None \
+                else int(time.perf_counter() - self.rec.t0)
+            done = min(done, self.bar.total or done)
+            self.bar.update(max(0, done - shown))
+            shown = max(shown, done)
             secs = max(time.perf_counter() - self.rec.t0, 1e-9)
             failed = self.rec.requests - sum(self.rec.answered)
             self.bar.set_postfix_str(f"{self.rec.requests / secs:.0f} req/s, {failed} failed")
@@ -472,11 +474,12 @@ def _bar(opts: Options):
         return None
     from tqdm import tqdm
 
-    if opts.count is not None:
+    if opts.duration is None:  # sessions: --count of them, or a file's
         return tqdm(total=opts.count, desc="ccs replay", unit="session", file=sys.stderr,
                     leave=False)
-    return tqdm(total=int(opts.duration) if opts.duration else None, desc="ccs replay",
-                unit="s", file=sys.stderr, leave=False)
+    return tqdm(total=int(opts.duration), desc="ccs replay", file=sys.stderr, leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s "
+                           "[{elapsed}<{remaining}{postfix}]")
 
 
 def _replay(args) -> int:
