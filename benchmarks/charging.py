@@ -73,14 +73,16 @@ def _die_with_parent() -> None:  # in the child: SIGTERM when we die; Ctrl-C rea
 class Child:
     """A subprocess stopped (SIGTERM, then SIGKILL) by `stop`, registered on an ExitStack."""
 
-    def __init__(self, name: str, args: list[str], logdir: Path, *, pipe: bool = False):
+    def __init__(self, name: str, args: list[str], logdir: Path, *, pipe: bool = False,
+                 log_stderr: bool = False):
         self.name = name
         self.log_path = logdir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             args, cwd=ROOT, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipe else self._log,
-            stderr=None if pipe else self._log, preexec_fn=_die_with_parent)
+            stderr=None if pipe and not log_stderr else self._log,
+            preexec_fn=_die_with_parent)
         self.pid = self.proc.pid
         self._buf = b""
 
@@ -164,16 +166,25 @@ class Bench:
         from accounts.embedded import free_port
         return free_port()
 
-    def start(self, name: str, argv: list[str], *, pipe: bool = False) -> Child:
-        child = Child(name, argv, self.tmp, pipe=pipe)
+    def start(self, name: str, argv: list[str], *, pipe: bool = False,
+              log_stderr: bool = False) -> Child:
+        child = Child(name, argv, self.tmp, pipe=pipe, log_stderr=log_stderr)
         self.stack.callback(child.stop)
         return child
 
     def wait_ready(self, child: Child, target: str, timeout: float = 60.0) -> None:
-        """Until the server answers gRPC health (ccs) or opens its channel (noop)."""
+        """Until the server prints its ready line (every process of a --workers N server
+        has bound the port: health answers as soon as the first one serves), then answers
+        gRPC health (ccs) or opens its channel (noop)."""
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
         deadline = time.monotonic() + timeout
+        while True:
+            line = child.readline(deadline)
+            if line is None:
+                raise RuntimeError(f"{child.name}: no ready line: {child.tail()}")
+            if line.startswith(("listening on", "ccs node listening on")):
+                break
         with grpc.insecure_channel(target) as ch:
             health = health_pb2_grpc.HealthStub(ch)
             while time.monotonic() < deadline:
@@ -365,7 +376,7 @@ def run_model(b: Bench, model: Model, ids: list[str], ccs: list[str], redis_serv
     out: dict = {"load_avg_before": os.getloadavg()[0]}
     port = b.free_port()
     target = f"127.0.0.1:{port}"
-    noop = b.start(f"noop-{model.name}", model.noop_argv(target))
+    noop = b.start(f"noop-{model.name}", model.noop_argv(target), pipe=True, log_stderr=True)
     b.wait_ready(noop, target)
     log(f"[{model.name}] no-op server: closed loop, {args.concurrency} in flight, "
         f"{args.seconds:.0f} s")
@@ -388,7 +399,7 @@ def run_model(b: Bench, model: Model, ids: list[str], ccs: list[str], redis_serv
         metrics_url = f"http://127.0.0.1:{mport}/metrics"
     out["round_trips_method"] = ("node_metrics" if metrics_url
                                  else "redis_commandstats_evalsha")
-    node = b.start(f"ccs-{model.name}", argv)
+    node = b.start(f"ccs-{model.name}", argv, pipe=True, log_stderr=True)
     b.wait_ready(node, target)
     redis_pid = redis_server.process.pid
 
@@ -398,10 +409,11 @@ def run_model(b: Bench, model: Model, ids: list[str], ccs: list[str], redis_serv
 
     # each process caches what it learned: with N processes an account must have come
     # through each of them before the node is warm; connections land on processes at
-    # random, so each pass sends an account's event on another connection
-    passes = 1 if model.workers == 1 else 2 * model.workers
+    # random, so each pass sends an account's event on another connection (stride 5: 4N
+    # distinct connections of the 16)
+    passes = 1 if model.workers == 1 else min(4 * model.workers, args.channels)
     log(f"[{model.name}] ccs: warm-up, {passes} x one SMS event on each of {len(ids)} accounts")
-    warm = b.batch(target, [("sms", a, f"warm-{model.name}-{k}-{a}", i + k)
+    warm = b.batch(target, [("sms", a, f"warm-{model.name}-{k}-{a}", i + 5 * k)
                             for k in range(passes) for i, a in enumerate(ids)],
                    args.warm_limit_s * passes)
     log(f"  warm-up: {warm['sent']} requests, codes {warm['codes']}, "
