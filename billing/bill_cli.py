@@ -245,6 +245,7 @@ def _pay(session, args) -> int:
         raise BillUsageError(str(exc)) from None
     paid_on = _date(args.paid_on, "--paid-on") if args.paid_on else date.today().isoformat()
     decimals = session.catalog.billing.decimals
+    _known_account(session, args.account)
     if amount % 10 ** (6 - decimals):
         raise BillUsageError(f"AMOUNT: {args.amount} has more than the bills' {decimals} decimals")
     try:
@@ -260,6 +261,18 @@ def _pay(session, args) -> int:
     return EXIT_OK
 
 
+def _known_account(session, account: str) -> None:
+    """A payment is booked against an account that exists (ACCOUNT, exit 2 otherwise)."""
+    from accounts.errors import AccountError, UnknownAccount
+
+    try:
+        session.store.account_keys(account)
+    except UnknownAccount:
+        raise BillUsageError(f"ACCOUNT: no account {account!r}") from None
+    except AccountError as exc:
+        raise BillUsageError(f"ACCOUNT: {getattr(exc, 'message', exc)}") from None
+
+
 def _arrears(session, args) -> int:
     from billing.arrears import arrears_run
 
@@ -272,24 +285,35 @@ def _arrears(session, args) -> int:
     return EXIT_OK
 
 
+# the billing layer's field names -> the command line's
+_ARGUMENTS = {"as_of": "--as-of", "paid_on": "--paid-on", "amount": "AMOUNT",
+              "account": "ACCOUNT", "op_id": "--op-id", "operator": "--operator",
+              "cycle": "--cycle", "grace_days": "billing.grace_days (catalog)"}
+
+
+def _named(exc) -> str:
+    field = getattr(exc, "field", None)
+    message = getattr(exc, "message", None)
+    if field is None or message is None:
+        return str(exc)
+    return f"{_ARGUMENTS.get(field, field)}: {message}"
+
+
 def _runner(verb: str, handler):
     def run(args) -> int:
         import redis
 
         from accounts.embedded import RedisUrlError
         from accounts.errors import AccountError
+        from billing.db import BillingError
+        from billing.render import BillFormatError
 
         session = _Session(args)
         try:
             return handler(session, args)
-        except BillUsageError as exc:
-            print(f"ccs bill {verb}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except _billrun_error() as exc:
-            print(f"ccs bill {verb}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except (AccountError, RedisUrlError) as exc:
-            print(f"ccs bill {verb}: {exc}", file=sys.stderr)
+        except (BillUsageError, _billrun_error(), AccountError, RedisUrlError, BillingError,
+                BillFormatError) as exc:
+            print(f"ccs bill {verb}: {_named(exc)}", file=sys.stderr)
             return EXIT_USAGE
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             print(f"ccs bill {verb}: Redis unavailable: {exc}", file=sys.stderr)

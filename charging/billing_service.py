@@ -30,6 +30,8 @@ class _Refused(Exception):
 
 
 def _invalid(field: str, message: str) -> _Refused:
+    if len(message) > 300:  # a status message travels in a header: never echo a huge input
+        message = message[:300] + "..."
     return _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
 
 
@@ -78,9 +80,10 @@ def bill_message(doc: dict, bill_id: str) -> pb.Bill:
 
 
 class BillingService(billing_pb2_grpc.BillingServicer):
-    def __init__(self, engine, catalog):
+    def __init__(self, engine, catalog, store=None):
         self.engine = engine
         self.catalog = catalog
+        self.store = store  # accounts.store.AccountStore: payments name existing accounts
 
     def _bills(self, account: str | None, cycle: str | None, limit: int) -> list[pb.Bill]:
         q = select(BILLS.c.id, BILLS.c.export).order_by(BILLS.c.cycle, BILLS.c.account)
@@ -122,18 +125,25 @@ class BillingService(billing_pb2_grpc.BillingServicer):
         try:
             amount = parse_money(request.amount, "amount", allow_negative=False)
         except MoneyError as exc:
-            raise _invalid("amount", str(exc)) from None
+            raise _invalid("amount", getattr(exc, "message", str(exc))) from None
         if amount <= 0 or amount % 10 ** (6 - decimals):
             raise _invalid("amount", f"expected a positive amount with at most {decimals} "
                                      f"decimals, got {request.amount[:40]!r}")
+        if self.store is not None:
+            from accounts.errors import UnknownAccount
+
+            try:
+                self.store.account_keys(account)
+            except UnknownAccount:
+                raise _Refused(grpc.StatusCode.NOT_FOUND,
+                               f"account: no account {account!r}") from None
         paid_on = request.paid_on or date.today().isoformat()
         try:
             result = record_payment(self.engine, account=account, amount=amount,
                                     op_id=request.op_id, paid_on=paid_on)
         except ValueError as exc:
-            field = getattr(exc, "field", "")
-            msg = str(exc)
-            raise _invalid(field or "request", msg) from None
+            field = getattr(exc, "field", "") or "request"
+            raise _invalid(field, getattr(exc, "message", str(exc))) from None
         return pb.PaymentReply(
             applied=result.applied, unallocated=format_money(result.unallocated, decimals),
             allocations=[pb.Allocation(bill_id=b, amount=format_money(a, decimals))

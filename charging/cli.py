@@ -7,6 +7,7 @@ This is the composition root: each package contributes its own subcommands throu
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib
 import logging
@@ -340,17 +341,37 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a writer whose r
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ccs command. A reader that goes away (`ccs ... | head -1`) ends any command
-    quietly with exit 141, whatever it was printing: no traceback."""
+    quietly with exit 141, whatever it was printing; a standard output that cannot be
+    written (closed, a full disk) is one line on stderr and exit 1: never a traceback."""
     try:
         code = _main(argv)
-        sys.stdout.flush()  # inside the try: a closed pipe shows up here for buffered output
+        if sys.stdout is not None:  # None: started with standard output closed
+            sys.stdout.flush()  # inside the try: a closed pipe shows up here for buffered output
     except BrokenPipeError:
-        # the interpreter flushes stdout again at exit: point it at /dev/null first
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _STDOUT_ERRNOS:
+            raise
+        _silence_stdout()
+        print(f"ccs: standard output: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return code
+
+
+_STDOUT_ERRNOS = (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null: the interpreter flushes it again at exit."""
+    if sys.stdout is None:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    os.close(devnull)
 
 
 def _main(argv: list[str] | None) -> int:

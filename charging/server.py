@@ -288,7 +288,7 @@ def _add_services(server, names, store, catalog, charger, notifier,
             from charging.billing_service import BillingService
 
             billing_pb2_grpc.add_BillingServicer_to_server(
-                BillingService(billing_engine, catalog), server)
+                BillingService(billing_engine, catalog, store), server)
         else:
             billing_pb2_grpc.add_BillingServicer_to_server(billing_pb2_grpc.BillingServicer(),
                                                            server)
