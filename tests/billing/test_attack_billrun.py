@@ -409,8 +409,6 @@ def test_an_offer_taken_again_on_its_first_day_debits_both_activations(db, store
 # --- payments -------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="ccs bill pay records a payment for an account that does "
-                   "not exist (exit 0): money booked against nobody")
 def test_a_payment_for_an_unknown_account_is_refused(env):
     ccs, _, tmp = env
     proc = ccs("pay", "NOBODY", "10.00", "--op-id", "p-unknown")
@@ -418,8 +416,8 @@ def test_a_payment_for_an_unknown_account_is_refused(env):
     # ACCOUNT, nothing written (ccs: "payment recorded: 10.00 from NOBODY", exit 0)
     assert proc.returncode == 2 and "ACCOUNT" in proc.stderr
     engine = sa.create_engine(f"sqlite:///{tmp / 'bills.db'}")
-    try:
-        assert _count(engine, "payments") == 0
+    try:  # nothing written: no payment (and here not even the database)
+        assert not sa.inspect(engine).has_table("payments") or _count(engine, "payments") == 0
     finally:
         engine.dispose()
 
@@ -466,7 +464,6 @@ def test_bad_input_past_the_parser_is_one_line_exit_2(env, args, field):
             engine.dispose()
 
 
-@pytest.mark.xfail(strict=True, reason="a closed or full stdout ends ccs bill in a traceback")
 @pytest.mark.parametrize("redirect", [">&-", ">/dev/full"], ids=["closed", "full"])
 def test_an_unusable_stdout_is_no_traceback(tmp_path, redis_url, redis_client, redirect):
     catalog = tmp_path / "catalog.yaml"
@@ -496,9 +493,6 @@ def billing_stub(db, store):
     node.stop(0)
 
 
-@pytest.mark.xfail(strict=True, reason="RecordPayment echoes a long bad field whole: 20,000 "
-                   "characters exceed gRPC's metadata limit and the client gets "
-                   "RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT naming the field")
 @pytest.mark.parametrize("field", ["amount", "paid_on"])
 def test_a_20000_character_field_is_invalid_argument_naming_it(billing_stub, field):
     from proto.ccs.v1 import billing_pb2 as pb
@@ -511,8 +505,6 @@ def test_a_20000_character_field_is_invalid_argument_naming_it(billing_stub, fie
     assert info.value.details().startswith(field) and len(info.value.details()) < 1000
 
 
-@pytest.mark.xfail(strict=True, reason="RecordPayment records a payment for an account that does "
-                   "not exist")
 def test_record_payment_for_an_unknown_account_is_refused(billing_stub, db):
     from proto.ccs.v1 import billing_pb2 as pb
 
