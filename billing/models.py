@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -90,8 +91,9 @@ class Bill(Base):
         Index(None, "cycle"),
         CheckConstraint("status IN ('draft', 'final')", name="status"),
         CheckConstraint("type IN ('invoice', 'statement')", name="type"),
-        # the last guard against over-allocating a bill, whatever a caller does
-        CheckConstraint("paid >= 0 AND paid <= amount_due", name="paid"),
+        # the last guard against over-allocating a bill, whatever a caller does; a credit (a
+        # negative amount due) is never paid
+        CheckConstraint("paid >= 0 AND (paid = 0 OR paid <= amount_due)", name="paid"),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)  # '<account>/<cycle>'
@@ -243,3 +245,31 @@ class LedgerCheckpoint(Base):
     cycle: Mapped[str] = mapped_column(String)
     balances: Mapped[str] = mapped_column(Text)  # JSON
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CdrDigest(Base):
+    """The 64-bit digests (FNV-1a, sorted uint64, little endian) of the cdr ids one imported
+    file holds in one cycle: a later file's CDR with the same id is a duplicate."""
+
+    __tablename__ = "cdr_digests"
+    __table_args__ = (Index(None, "cycle"),)
+
+    file_hash: Mapped[str] = mapped_column(String, primary_key=True)
+    cycle: Mapped[str] = mapped_column(String, primary_key=True)
+    digests: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OnlineRecord(Base):
+    """A rated record of the online node that a final bill summed, archived from Redis."""
+
+    __tablename__ = "online_records"
+    __table_args__ = (Index(None, "billed_cycle"),)
+
+    account: Mapped[str] = mapped_column(String, primary_key=True)
+    cdr_id: Mapped[str] = mapped_column(String, primary_key=True)
+    cycle: Mapped[str] = mapped_column(String)  # the cycle of its session's start
+    billed_cycle: Mapped[str] = mapped_column(String)  # the bill that summed it
+    service: Mapped[str] = mapped_column(String)
+    start: Mapped[int] = mapped_column(BigInteger)
+    net_charge: Mapped[int] = _micro()
+    record: Mapped[str] = mapped_column(Text)

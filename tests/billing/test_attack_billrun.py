@@ -303,9 +303,6 @@ def test_a_refund_of_an_event_of_a_final_cycle_is_credited(db, redis_client, cat
     assert nov["total"] == "3.36"
 
 
-@pytest.mark.xfail(strict=True, reason="the bills table's CHECK (paid <= amount_due) refuses a "
-                   "bill whose total is negative (a credit: refunds above the charges), so a "
-                   "run holding one fails with IntegrityError")
 def test_a_bill_with_a_negative_total_can_be_stored(db):
     # billing.md line 7: total = subtotal - discounts + tax, amount_due = total for an
     # invoice; a late refund of 5.00 against 3.00 of fees gives -2.00 + VAT -0.38 = -2.38

@@ -13,16 +13,17 @@ from sqlalchemy import event, inspect
 
 from billing import db as billing_db
 from billing.db import DatabaseError, bulk_insert, open_database
-from billing.models import Base, BillLine, LateCdr
+from billing.models import Base, Bill, BillLine, LateCdr
 from tests.billing import db_fixtures
 from tests.billing.db_fixtures import EUR, add_bill
 
 db, pg_module_url = db_fixtures.db, db_fixtures.pg_module_url
 
+HEAD = "0002"  # the newest migration
 TABLES = {
     "cycles", "bill_runs", "bills", "bill_lines", "payments", "payment_allocations",
     "cdr_files", "rated_usage", "cycle_standing", "late_cdrs", "fee_postings",
-    "arrears_actions", "ledger_archive", "ledger_checkpoints",
+    "arrears_actions", "ledger_archive", "ledger_checkpoints", "cdr_digests", "online_records",
 }  # fmt: skip
 
 
@@ -38,7 +39,7 @@ def test_opening_an_empty_database_creates_every_table_at_the_head_revision(empt
     engine = open_database(empty_url)
     with engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) == TABLES | {"alembic_version"}
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD
     engine.dispose()
 
 
@@ -48,7 +49,7 @@ def test_a_second_open_runs_no_statement_that_changes_the_schema(empty_url):
     seen: list[str] = []
     event.listen(engine, "before_cursor_execute",
                  lambda conn, cursor, statement, *a: seen.append(statement))
-    assert billing_db.upgrade(engine) == "0001"
+    assert billing_db.upgrade(engine) == HEAD
     changes = [s for s in seen if s.split()[0].upper() in ("CREATE", "ALTER", "DROP", "INSERT",
                                                            "UPDATE", "DELETE")]
     assert changes == [] and seen  # it looked (the revision), and changed nothing
@@ -166,3 +167,33 @@ def test_bulk_insert_refuses_a_row_without_a_column_naming_it(db, threshold):
             bulk_insert(conn, LateCdr, rows, copy_threshold=threshold)
     with db.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM late_cdrs")).scalar_one() == 0
+
+
+@pytest.mark.parametrize("backend", db_fixtures.BACKENDS)
+def test_an_0001_database_with_bills_upgrades_and_then_takes_a_credit(backend, tmp_path,
+                                                                      request):
+    """0002: an existing database keeps its bills; afterwards a bill may have a negative
+    amount due (a credit), which is never paid."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else \
+        request.getfixturevalue("pg_module_url")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        for t in ("online_records", "cdr_digests"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {t}"))
+        for t in reversed(Base.metadata.sorted_tables):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {t.name} CASCADE"
+                                 if backend != "sqlite" else f"DROP TABLE IF EXISTS {t.name}"))
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    with engine.begin() as conn:
+        command.upgrade(billing_db.alembic_config(conn), "0001")
+    old = db_fixtures.add_bill(engine, "OLD", "2026-10", 5_000_000)  # a bill of 0001's days
+    engine.dispose()
+    engine = billing_db.open_database(url)  # upgraded to the head on open
+    assert db_fixtures.paid(engine) == {old: 0}
+    credit = db_fixtures.add_bill(engine, "CR", "2026-11", -2_380_000, status="draft")
+    assert db_fixtures.paid(engine) == {old: 0, credit: 0}
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.update(Bill).where(Bill.id == credit).values(paid=1))
+    engine.dispose()
