@@ -17,14 +17,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from billing import bill as B
 from billing import cdrs
-from billing.db import bulk_insert, write_transaction
+from billing.db import delete_in, insert_rows, write_transaction
 from billing.models import Base
-from billing.offline import AccountIndex, rate_file
+from billing.offline import AccountIndex, paused_gc, rate_file
 from rating.cycles import cycle_bounds, cycle_name, month_number, parse_cycle
 from rating.money import parse_money
 
@@ -125,6 +125,7 @@ def _next_open_cycle(conn, cycle: str) -> str:
 # --- importing CDR files ---------------------------------------------------------------------
 
 
+@paused_gc()
 def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_hash: str,
                 table, run_id: int, summary: RunSummary) -> None:
     """Rate one CDR table (read from `path`, whose content has SHA-256 `data_hash`) and store
@@ -137,30 +138,35 @@ def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_h
         hash=data_hash, name=path.name, rows=result.rows, rated=result.rated,
         rejected=sum(result.rejected.values()), imported_at=int(time.time()), run_id=run_id))
     names = compiled.service_names
+    account_of = [f.id for f in index.facts]
+    stand = T["cycle_standing"]
     usage_rows, late_rows, states = [], [], []
     for cu in result.cycles:
         if cu.late:
             billed = _next_open_cycle(conn, cu.cycle)
-            late_rows.extend({"file_hash": data_hash, "cdr_id": cid,
-                              "account": index.facts[r].id, "cycle": cu.cycle,
-                              "billed_cycle": billed, "service": names[s], "net_charge": net}
+            late_rows.extend((data_hash, cid, account_of[r], cu.cycle, billed, names[s], net)
                              for cid, r, s, net in cu.late_rows)
         else:
-            usage_rows.extend({"file_hash": data_hash, "account": index.facts[r].id,
-                               "cycle": cu.cycle, "service": names[s], "cdrs": v[0],
-                               "usage": v[1], "rated_usage": v[2], "covered": v[3],
-                               "net_charge": v[4]} for (r, s), v in cu.groups.items())
-        touched = [int(r) for r in cu.touched]
-        stand = T["cycle_standing"]
-        ids = [index.facts[r].id for r in touched]
-        for lo in range(0, len(ids), 500):
-            conn.execute(delete(stand).where(and_(stand.c.cycle == cu.cycle,
-                                                  stand.c.account.in_(ids[lo:lo + 500]))))
-        states.extend({"account": index.facts[r].id, "cycle": cu.cycle,
-                       "state": cu.standing.state_of(r, compiled)} for r in touched)
-    bulk_insert(conn, T["rated_usage"], usage_rows)
-    bulk_insert(conn, T["late_cdrs"], late_rows)
-    bulk_insert(conn, T["cycle_standing"], states)
+            usage_rows.extend((data_hash, account_of[r], cu.cycle, names[s], *v)
+                              for r, s, v in zip(cu.group_row.tolist(),
+                                                 cu.group_service.tolist(),
+                                                 cu.group_sums.tolist(), strict=True))
+        touched = cu.touched.tolist()
+        ids = [account_of[r] for r in touched]
+        stale = ids
+        if conn.dialect.name == "sqlite":
+            # the write lock was taken before the saved states were read (BEGIN IMMEDIATE):
+            # the rows of the cycle are exactly those
+            stale = [i for i in ids if i in cu.saved]
+        delete_in(conn, stand, stand.c.account, stale, where=stand.c.cycle == cu.cycle)
+        states.extend(zip(ids, [cu.cycle] * len(ids), cu.standing.states(touched, compiled),
+                          strict=True))
+    insert_rows(conn, T["rated_usage"], ["file_hash", "account", "cycle", "service", "cdrs",
+                                         "usage", "rated_usage", "covered", "net_charge"],
+                usage_rows)
+    insert_rows(conn, T["late_cdrs"], ["file_hash", "cdr_id", "account", "cycle",
+                                       "billed_cycle", "service", "net_charge"], late_rows)
+    insert_rows(conn, stand, ["account", "cycle", "state"], states)
     summary.files_imported.append(str(path))
     summary.cdrs_rated += result.rated
     for k, v in result.rejected.items():
@@ -181,6 +187,7 @@ def _file_hash(path: Path) -> str:
 # --- gathering a cycle's figures ---------------------------------------------------------------
 
 
+@paused_gc()
 def offline_usage(conn, cycle: str) -> dict[str, dict[str, int]]:
     t = T["rated_usage"]
     out: dict[str, dict[str, int]] = defaultdict(dict)
@@ -201,23 +208,32 @@ def late_adjustments(conn, cycle: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def online_usage(store, facts: list, cycle: str, *, batch: int = 500) -> dict[str, dict[str, int]]:
+@paused_gc()
+def online_usage(store, facts: list, cycle: str, *, batch: int = 2000,
+                 ) -> dict[str, dict[str, int]]:
     """Sum of the node's rated records per account and service over each account's cycle,
-    read in pipelines of `batch` accounts (records are scored by session start)."""
+    read in pipelines of `batch` accounts (records are scored by session start); accounts
+    without records are left out."""
     from accounts.keys import AccountKeys
     from accounts.online import records_key
 
     roots = roots_of(facts)
     tz = store.catalog.timezone
-    out: dict[str, dict[str, int]] = defaultdict(dict)
+    bounds: dict[int, tuple[int, str]] = {}  # bill cycle day -> (start, "(end")
+    out: dict[str, dict[str, int]] = {}
     for lo in range(0, len(facts), batch):
         part = facts[lo:lo + batch]
         pipe = store.r.pipeline(transaction=False)
         for f in part:
-            start, end = cycle_bounds(cycle, f.bill_cycle_day, tz)
-            pipe.zrangebyscore(records_key(AccountKeys(f.id, roots[f.id])), start, f"({end}")
+            span = bounds.get(f.bill_cycle_day)
+            if span is None:
+                start, end = cycle_bounds(cycle, f.bill_cycle_day, tz)
+                span = bounds[f.bill_cycle_day] = (start, f"({end}")
+            pipe.zrangebyscore(records_key(AccountKeys(f.id, roots[f.id])), *span)
         for f, raw in zip(part, pipe.execute(), strict=True):
-            sums = out[f.id]
+            if not raw:
+                continue
+            sums = out.setdefault(f.id, {})
             for item in raw:
                 rec = json.loads(item)
                 svc = rec["service"]
@@ -316,14 +332,19 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
 
 
 def _sections(catalog, fam: list, online, offline, late) -> list[B.Section]:
+    """Lines 1-3 of each account of a family: its usage (offline plus online, per service),
+    subscriptions and late-CDR adjustments. Only read: the facts' subscriptions are shared."""
     out = []
     for f in fam:
-        usage: dict[str, int] = {}
-        for src in (offline.get(f.id, {}), online.get(f.id, {})):
-            for svc, v in src.items():
+        off, on = offline.get(f.id), online.get(f.id)
+        if on is None:
+            usage = dict(off) if off else {}
+        else:
+            usage = dict(off) if off else {}
+            for svc, v in on.items():
                 usage[svc] = usage.get(svc, 0) + v
-        out.append(B.Section(f.id, usage, [dict(s) for s in f.subscriptions],
-                             dict(late.get(f.id, {}))))
+        adj = late.get(f.id)
+        out.append(B.Section(f.id, usage, f.subscriptions, dict(adj) if adj else {}))
     return out
 
 
@@ -337,6 +358,7 @@ def _has_content(catalog, sections: list[B.Section], period: B.Period) -> bool:
     return False
 
 
+@paused_gc()
 def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, late) -> list[dict]:
     """One bill per family with something to bill in the cycle (usage, an adjustment, or a
     subscription active or starting in it), by root account id."""
@@ -344,13 +366,18 @@ def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, 
     for f in facts:
         families[roots[f.id]].append(f)
     by_id = {f.id: f for f in facts}
+    periods: dict[int, B.Period] = {}  # bill cycle day -> the cycle's period
     bills = []
     for root in sorted(families):
         owner = by_id.get(root)
         if owner is None:
             continue
-        fam = [owner] + sorted((f for f in families[root] if f.id != root), key=lambda f: f.id)
-        period = B.Period.of(cycle, owner.bill_cycle_day)
+        kin = families[root]
+        fam = [owner] if len(kin) == 1 else [owner] + sorted(
+            (f for f in kin if f.id != root), key=lambda f: f.id)
+        period = periods.get(owner.bill_cycle_day)
+        if period is None:
+            period = periods[owner.bill_cycle_day] = B.Period.of(cycle, owner.bill_cycle_day)
         sections = _sections(catalog, fam, online, offline, late)
         if not _has_content(catalog, sections, period):
             continue
@@ -360,30 +387,106 @@ def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, 
     return bills
 
 
-def _store_bills(conn, catalog, bills: list[dict], cycle: str, run_id: int) -> None:
-    from billing.render import bill_json
+_BILL_COLUMNS = ["id", "account", "cycle", "status", "type", "currency", "period_start",
+                 "period_end", "due_date", "subtotal", "account_discount", "tax", "total",
+                 "amount_due", "paid", "export", "run_id"]
+_LINE_COLUMNS = ["bill_id", "position", "kind", "name", "account", "amount"]
 
+
+@paused_gc()
+def _store_bills(conn, catalog, bills: list[dict], cycle: str, run_id: int) -> None:
+    """Replace the bills of `bills` (and their lines) in the database; a cycle that has no
+    bill yet has none to delete."""
     t, lines = T["bills"], T["bill_lines"]
     ids = [f"{b['account']}/{cycle}" for b in bills]
-    for lo in range(0, len(ids), 500):
-        chunk = ids[lo:lo + 500]
-        conn.execute(delete(lines).where(lines.c.bill_id.in_(chunk)))
-        conn.execute(delete(t).where(t.c.id.in_(chunk)))
+    if conn.execute(select(t.c.id).where(t.c.cycle == cycle).limit(1)).first() is not None:
+        delete_in(conn, lines, lines.c.bill_id, ids)
+        delete_in(conn, t, t.c.id, ids)
+    parsed: dict[str, int] = {}  # amount text -> micro-units: bills repeat their amounts
+
+    def micro(text) -> int:
+        v = parsed.get(text)
+        if v is None:
+            v = parsed[text] = parse_money(text)
+        return v
+
     rows, line_rows = [], []
     for bid, b in zip(ids, bills, strict=True):
-        rows.append({"id": bid, "account": b["account"], "cycle": cycle, "status": b["status"],
-                     "type": b["type"], "currency": b["currency"],
-                     "period_start": b["period_start"], "period_end": b["period_end"],
-                     "due_date": b["due_date"], "subtotal": parse_money(b["subtotal"]),
-                     "account_discount": parse_money(b["account_discount"]),
-                     "tax": parse_money(b["tax"]), "total": parse_money(b["total"]),
-                     "amount_due": parse_money(b["amount_due"]), "paid": 0,
-                     "export": bill_json(b).decode(), "run_id": run_id})
-        line_rows.extend({"bill_id": bid, "position": i, "kind": ln["kind"], "name": ln["name"],
-                          "account": ln["account"], "amount": parse_money(ln["amount"])}
+        rows.append((bid, b["account"], cycle, b["status"], b["type"], b["currency"],
+                     b["period_start"], b["period_end"], b["due_date"], micro(b["subtotal"]),
+                     micro(b["account_discount"]), micro(b["tax"]), micro(b["total"]),
+                     micro(b["amount_due"]), 0, _bill_export(b, micro), run_id))
+        line_rows.extend((bid, i, ln["kind"], ln["name"], ln["account"], micro(ln["amount"]))
                          for i, ln in enumerate(b["lines"]))
-    bulk_insert(conn, t, rows)
-    bulk_insert(conn, lines, line_rows)
+    insert_rows(conn, t, _BILL_COLUMNS, rows)
+    insert_rows(conn, lines, _LINE_COLUMNS, line_rows)
+
+
+class _Unusual(Exception):
+    """A bill the fast export does not write: `billing.render.bill_json` does (or refuses it)."""
+
+
+def _bill_export(bill: dict, micro) -> str:
+    """`billing.render.bill_json(bill).decode()`, the same text, written without the generic
+    JSON encoder (json.dumps with an indent runs in Python: 60% of storing a bill) for a bill
+    of exactly the Bill JSON keys that passes every check of `render.check_bill`; any other
+    bill goes through bill_json, which writes it or refuses it naming the key. `micro` parses
+    an amount (a MoneyError when it is not one)."""
+    from billing import render as R
+
+    if not _EXPORT:
+        _EXPORT.extend((frozenset(R.BILL_KEYS), sorted(R.BILL_KEYS), frozenset(R.LINE_KEYS),
+                        frozenset(R.SECTION_KINDS + R.BILL_LEVEL_KINDS)))
+    keys, order, line_keys, kinds = _EXPORT
+    try:
+        if bill.keys() != keys or type(bill["cycle_days"]) is not int:
+            raise _Unusual
+        owner = bill["account"]
+        for k in R.TEXT_KEYS:
+            if type(bill[k]) is not str or not bill[k]:
+                raise _Unusual
+        if bill["type"] not in R.TYPES or bill["status"] not in R.STATUSES:
+            raise _Unusual
+        for k in R.MONEY_KEYS:
+            if type(bill[k]) is not str:
+                raise _Unusual
+            micro(bill[k])
+        if bill["type"] == "statement" and micro(bill["amount_due"]) != 0:
+            raise _Unusual
+        lines = bill["lines"]
+        if type(lines) is not list:
+            raise _Unusual
+        items = []
+        for ln in lines:
+            if type(ln) is not dict or ln.keys() != line_keys:
+                raise _Unusual
+            kind, name, account, amount = ln["kind"], ln["name"], ln["account"], ln["amount"]
+            if (type(kind) is not str or kind not in kinds or type(name) is not str or not name
+                    or type(account) is not str or type(amount) is not str
+                    or (account and (kind in R.BILL_LEVEL_KINDS or account == owner))):
+                raise _Unusual
+            micro(amount)
+            items.append(f'    {{\n      "account": {_enc(account)},\n      "amount": '
+                         f'{_enc(amount)},\n      "kind": {_enc(kind)},\n      "name": '
+                         f'{_enc(name)}\n    }}')
+        parts = []
+        for k in order:
+            if k == "lines":
+                v = "[\n" + ",\n".join(items) + "\n  ]" if items else "[]"
+            elif k == "cycle_days":
+                v = str(bill[k])
+            else:
+                v = _enc(bill[k])
+            parts.append(f'  "{k}": {v}')
+        text = "{\n" + ",\n".join(parts) + "\n}\n"
+        text.encode("utf-8")  # a lone surrogate: bill_json refuses it
+        return text
+    except (_Unusual, ValueError, UnicodeError):
+        return R.bill_json(bill).decode()
+
+
+_EXPORT: list = []  # (bill keys, their sorted order, line keys, line kinds) of billing.render
+_enc = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False) of one string
 
 
 def _debit_prepaid_fees(engine, store, catalog, facts, roots, cycle, summary) -> None:

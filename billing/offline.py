@@ -7,19 +7,43 @@ Python loops run per account (plans, allowances) and per cycle found in a file, 
 
 from __future__ import annotations
 
+import gc
 import json
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from billing import cdrs
-from billing.run_kernels import _group_sums_sorted, _month_rows, _plan_rows, _rating_rows
+from billing.run_kernels import (
+    _group_sums_sorted,
+    _month_rows,
+    _plan_rows,
+    _rating_rows,
+    _rows_span,
+)
 from rating.cycles import cycle_bounds, cycle_months, cycle_name, cycle_of, month_number
-from rating.engine import REASONS, Accumulators, AllowanceTable, Plan, rate_batch
+from rating.engine import REASONS, Accumulators, AllowanceTable, CdrBatch, Plan, rate_batch
 
 _EARLIEST = -62135510400  # 0001-01-02T00:00Z: before any start a CDR may have (years 2..)
 _MONTHS_LISTED = 1200  # months_of lists every cycle start of a file spanning up to this many
+
+
+@contextmanager
+def paused_gc():
+    """The cyclic garbage collector paused (when it was on): the bill run's loops make
+    millions of small acyclic objects (tuples, ints, dicts per account), and every full
+    collection they trigger walks all live objects, 100,000 accounts' facts among them.
+    Nothing is lost: reference counting frees them as before, the collector resumes after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _utc(sub: dict, key: str) -> int | None:
@@ -41,6 +65,7 @@ class AccountIndex:
     seg_plan: np.ndarray  # int32: plan index of the segment, -1 none (no_offer)
 
     @classmethod
+    @paused_gc()
     def build(cls, catalog, facts: list) -> AccountIndex:
         from accounts.plans import plan_at
 
@@ -122,6 +147,18 @@ class AccountIndex:
         return out
 
 
+class _Bucket(NamedTuple):
+    """An allowance bucket as the bill run rates from it (what `consumption_key` reads)."""
+
+    id: str
+    service: str | None
+    remaining: int
+    valid_from: int
+    valid_to: int | None
+    priority: int
+    dest: tuple[str, ...] | None
+
+
 @dataclass
 class Standing:
     """The state a cycle's offline CDRs are rated from, and left in: accumulators and the
@@ -160,51 +197,62 @@ def initial_standing(catalog, compiled, index: AccountIndex, cycle: str,
     counters and allowance buckets in Redis, the catalog's full allowances where online usage
     never touched them. Buckets in consumption order: soonest expiry, then offer position (the
     Lua scripts' rule, `accounts.snapshot.consumption_order`)."""
-    from accounts.snapshot import allowance_buckets, consumption_order
+    from accounts.snapshot import allowance_buckets, consumption_key
 
     n = len(index.facts)
     acc = Accumulators.zeros(compiled, n)
     offsets = [0]
     service, remaining, vfrom, vto, doff, dids, ids = [], [], [], [], [0], [], []
     tz = catalog.timezone
+    service_id, discount_id = compiled.service_id, compiled.discount_id
+    dest_ids: dict[tuple, list[int]] = {}  # a bucket's destination names -> their ids
     for r, f in enumerate(index.facts):
-        state = json.loads(saved[f.id]) if f.id in saved else None
+        raw = saved.get(f.id)
+        state = None if raw is None else json.loads(raw)
         if state is not None:
             for s, v in state["tier"].items():
-                if s in compiled.service_id:
-                    acc.tier_usage[r, compiled.service_id[s]] = v
+                if s in service_id:
+                    acc.tier_usage[r, service_id[s]] = v
             for d, v in state["disc"].items():
-                if d in compiled.discount_id:
-                    acc.discount_basis[r, compiled.discount_id[d]] = v
+                if d in discount_id:
+                    acc.discount_basis[r, discount_id[d]] = v
         else:
             for k, v in f.counters.items():
                 c, _, rest = k.partition("|")
                 if c != cycle:
                     continue
                 kind, _, name = rest.partition("|")
-                if kind == "tier" and name in compiled.service_id:
-                    acc.tier_usage[r, compiled.service_id[name]] = int(v)
-                elif kind == "disc" and name in compiled.discount_id:
-                    acc.discount_basis[r, compiled.discount_id[name]] = int(v)
-        online = {b.id: b for b in f.buckets}
+                if kind == "tier" and name in service_id:
+                    acc.tier_usage[r, service_id[name]] = int(v)
+                elif kind == "disc" and name in discount_id:
+                    acc.discount_basis[r, discount_id[name]] = int(v)
+        online = None
         mine = []
-        for b in allowance_buckets(list(f.subscriptions), cycle, f.bill_cycle_day, tz):
+        for b in allowance_buckets(f.subscriptions, cycle, f.bill_cycle_day, tz):
+            left, vf, vt = b.remaining, b.valid_from, b.valid_to
             if state is not None:
-                b = replace(b, remaining=state["allow"].get(b.id, b.remaining))
-            elif b.id in online:  # what online usage left (units held count as used)
-                held = online[b.id]
-                b = replace(b, remaining=held.remaining - held.reserved,
-                            valid_from=held.valid_from, valid_to=held.valid_to)
-            mine.append(b)
-        for b in consumption_order(mine):
+                left = state["allow"].get(b.id, left)
+            else:
+                if online is None:
+                    online = {x.id: x for x in f.buckets}
+                held = online.get(b.id)
+                if held is not None:  # what online usage left (units held count as used)
+                    left, vf, vt = held.remaining - held.reserved, held.valid_from, held.valid_to
+            mine.append(_Bucket(b.id, b.service, left, vf, vt, b.priority, b.dest))
+        if len(mine) > 1:
+            mine.sort(key=consumption_key)  # accounts.snapshot.consumption_order
+        for b in mine:
             ids.append(b.id)
-            service.append(compiled.service_id.get(b.service, -2))
+            service.append(service_id.get(b.service, -2))
             remaining.append(max(0, b.remaining))
             vfrom.append(b.valid_from)
             vto.append(b.valid_to)
-            for d in b.dest or ():
-                if d in compiled.destination_id:
-                    dids.append(compiled.destination_id[d])
+            if b.dest:
+                known = dest_ids.get(b.dest)
+                if known is None:
+                    known = dest_ids[b.dest] = [compiled.destination_id[d] for d in b.dest
+                                                if d in compiled.destination_id]
+                dids.extend(known)
             doff.append(len(dids))
         offsets.append(len(ids))
     table = AllowanceTable(
@@ -245,23 +293,40 @@ class FileRating:
     cycles: list[CycleUsage]
 
 
-def rating_rows(batch, rows: np.ndarray, n_accounts: int) -> np.ndarray:
-    """`rows` of `batch` (all with an account row) in rating order: account, start, cdr rank
-    (`rating.engine.rating_order`)."""
-    if len(rows) == 0:
-        return rows.astype(np.int64)
-    start, rank = batch.start[rows], batch.cdr_rank[rows]
-    s_lo, s_hi = int(start.min()), int(start.max())
-    span = int(rank.max()) + 1
-    if int(rank.min()) < 0 or (s_hi - s_lo + 1) * span >= 1 << 62:
-        order = np.lexsort((rank, start, batch.account[rows]))
-        return rows[order].astype(np.int64)
-    out = np.empty(len(rows), np.int64)
-    _rating_rows(rows.astype(np.int64), batch.account, batch.start, batch.cdr_rank, n_accounts,
-                 s_lo, span, out)
+def _take_sorted(batch, rows: np.ndarray, *, in_place: bool):
+    """The usable rows `rows` of `batch`, in that order (rating order), as a batch: in place
+    (each column replaced in turn, so that no second copy of the batch is ever whole) or as a
+    new one. Their cdr ranks become 0, 1, 2, ... (the order they are in: the engine only
+    orders by them) and their pre-reasons 0 (they are usable): two columns not gathered."""
+    out = batch if in_place else CdrBatch(**{f: None for f in batch.__dataclass_fields__})
+    for f in batch.__dataclass_fields__:
+        if f == "cdr_rank":
+            value = np.arange(len(rows), dtype=np.int64)
+        elif f == "pre_reason":
+            value = np.zeros(len(rows), np.int8)
+        else:
+            value = getattr(batch, f)[rows]
+        setattr(out, f, value)
     return out
 
 
+def rating_rows(batch, rows: np.ndarray, n_accounts: int) -> np.ndarray:
+    """`rows` of `batch` (all with an account row) in rating order: account, start, cdr rank
+    (`rating.engine.rating_order`)."""
+    rows = rows.astype(np.int64, copy=False)
+    if len(rows) == 0:
+        return rows
+    s_lo, s_hi, r_lo, r_hi = (int(v) for v in _rows_span(rows, batch.start, batch.cdr_rank))
+    span = r_hi + 1
+    if r_lo < 0 or (s_hi - s_lo + 1) * span >= 1 << 62:
+        order = np.lexsort((batch.cdr_rank[rows], batch.start[rows], batch.account[rows]))
+        return rows[order]
+    out = np.empty(len(rows), np.int64)
+    _rating_rows(rows, batch.account, batch.start, batch.cdr_rank, n_accounts, s_lo, span, out)
+    return out
+
+
+@paused_gc()
 def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_status,
               saved_states) -> FileRating:
     """Rate one CDR table for the bill run. `cycle_status(cycle) -> 'final' | other` and
@@ -284,13 +349,17 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
     out: list[CycleUsage] = []
     n_services = len(compiled.service_names)
     n_accounts = len(index.facts)
-    for m in np.unique(months[months >= 0]).tolist():
+    found = np.unique(months[months >= 0]).tolist()
+    for m in found:
         rows = rating_rows(b, np.flatnonzero(months == m), n_accounts)
         cycle = cycle_name(int(m))
         late = cycle_status(cycle) == "final"
         saved = saved_states(cycle)
         standing = initial_standing(catalog, compiled, index, cycle, saved)
-        sub = cdrs._take_batch(b, rows)
+        last = m == found[-1]
+        if last:  # the file's batch is not needed after this one
+            del months
+        sub = _take_sorted(b, rows, in_place=last)
         rated = rate_batch(compiled, sub, index.plans, standing.acc, standing.allowances)
         reasons += np.bincount(rated.reason.astype(np.int64), minlength=len(REASONS))
         reasons[0] = 0  # rated rows are counted from the groups
@@ -320,4 +389,4 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
 
 
 __all__ = ["AccountIndex", "CycleUsage", "FileRating", "Standing", "initial_standing",
-           "month_number", "rate_file"]
+           "month_number", "paused_gc", "rate_file"]

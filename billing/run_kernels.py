@@ -135,3 +135,22 @@ def _month_rows(account, start, usable, account_bcd, day_first, day_starts, day_
             else:
                 hi = mid
         out[i] = day_base[d] + lo - day_first[d]
+
+
+@njit(cache=True, nogil=True)
+def _rows_span(rows, start, rank):
+    """(min start, max start, min rank, max rank) over `rows` (at least one)."""
+    s_lo = s_hi = start[rows[0]]
+    r_lo = r_hi = rank[rows[0]]
+    for k in range(1, len(rows)):
+        i = rows[k]
+        s, r = start[i], rank[i]
+        if s < s_lo:
+            s_lo = s
+        elif s > s_hi:
+            s_hi = s
+        if r < r_lo:
+            r_lo = r
+        elif r > r_hi:
+            r_hi = r
+    return s_lo, s_hi, r_lo, r_hi
