@@ -55,7 +55,13 @@ class Stages:
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+
+    def add(self, name: str, t0: float, c0: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+        self.calls[name] = self.calls.get(name, 0) + 1
 
     def wrap(self, owner, attr: str, name: str, *, consume: bool = False,
              classmethod_: bool = False) -> None:
@@ -63,23 +69,23 @@ class Stages:
         fn = raw.__func__ if classmethod_ else raw
 
         def timed(*a, **k):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 out = fn(*a, **k)
                 return list(out) if consume else out
             finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-                self.calls[name] = self.calls.get(name, 0) + 1
+                self.add(name, t0, c0)
 
         setattr(owner, attr, classmethod(timed) if classmethod_ else timed)
 
     def report(self) -> dict:
-        return {k: {"s": round(v, 3), "calls": self.calls[k]} for k, v in self.seconds.items()}
+        return {k: {"s": round(v, 3), "cpu_s": round(self.cpu[k], 3), "calls": self.calls[k]}
+                for k, v in self.seconds.items()}
 
 
 def install_stages() -> Stages:
     import accounts.snapshot as snap
-    from billing import billrun, cdrs, db, offline, render
+    from billing import billrun, cdrs, offline, render
 
     st = Stages()
     st.wrap(snap, "snapshot", "snapshot", consume=True)
@@ -88,8 +94,9 @@ def install_stages() -> Stages:
             (billrun, "_file_hash", "file_hash"), (cdrs, "read_cdr_table", "read_csv"),
             (cdrs, "parse_cdrs", "parse"), (offline.AccountIndex, "plan_of", "plan_assignment"),
             (offline.AccountIndex, "months_of", "cycle_assignment"),
-            (offline, "initial_standing", "standing"), (cdrs, "_take_batch", "take_batch"),
-            (offline, "rate_batch", "rate"), (offline, "_group_sums", "aggregate"),
+            (offline, "initial_standing", "standing"), (offline, "_take_sorted", "take_sorted"),
+            (offline, "rating_rows", "rating_order"),
+            (offline, "rate_batch", "rate"), (offline, "_group_sums_sorted", "aggregate"),
             (billrun, "rate_file", "rate_file"), (billrun, "import_file", "import_file"),
             (billrun, "online_usage", "online_usage"), (billrun, "offline_usage", "offline_usage"),
             (billrun, "late_adjustments", "late_adjustments"),
@@ -98,19 +105,23 @@ def install_stages() -> Stages:
             (billrun, "_debit_prepaid_fees", "prepaid_fees")):
         if hasattr(owner, attr):  # a stage that a later version no longer has is left out
             st.wrap(owner, attr, name)
-    inner = db.bulk_insert
-
-    def bulk(conn, table, rows, **k):
-        name = "sql_insert:" + getattr(table, "name", str(table))
-        t0 = time.perf_counter()
-        try:
-            return inner(conn, table, rows, **k)
-        finally:
-            st.seconds[name] = st.seconds.get(name, 0.0) + time.perf_counter() - t0
-            st.calls[name] = st.calls.get(name, 0) + 1
-
-    billrun.bulk_insert = bulk
+    for attr in ("bulk_insert", "insert_rows"):  # the SQL writes, by table
+        if hasattr(billrun, attr):
+            _wrap_insert(st, billrun, attr)
     return st
+
+
+def _wrap_insert(st: Stages, owner, attr: str) -> None:
+    inner = getattr(owner, attr)
+
+    def insert(conn, table, *a, **k):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return inner(conn, table, *a, **k)
+        finally:
+            st.add("sql_insert:" + getattr(table, "name", str(table)), t0, c0)
+
+    setattr(owner, attr, insert)
 
 
 def child(cfg: dict) -> None:
@@ -130,16 +141,20 @@ def child(cfg: dict) -> None:
     store = AccountStore(redis.Redis.from_url(cfg["redis"]), catalog)
     cdrs.warm_up(compiled, catalog.timezone)
     stages = install_stages()
+    if cfg.get("gc") == "off":  # an experiment: how much the cyclic GC costs the run
+        import gc
+
+        gc.disable()
     profiler = None
     if cfg.get("profile"):
         import cProfile
 
         profiler = cProfile.Profile()
         profiler.enable()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = billrun.run(engine, store, catalog, compiled, cycle=cfg["cycle"],
                           cdr_files=cfg["files"])
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(cfg["profile"])
@@ -152,7 +167,8 @@ def child(cfg: dict) -> None:
             digest.update(export.encode())
     engine.dispose()
     print(json.dumps({
-        "seconds": seconds, "peak_rss_mb": round(rss), "stages": stages.report(),
+        "seconds": seconds, "cpu_s": round(cpu, 3), "peak_rss_mb": round(rss),
+        "stages": stages.report(),
         "accounts_billed": summary.accounts_billed, "invoices": summary.invoices,
         "statements": summary.statements, "cdrs_rated": summary.cdrs_rated,
         "cdrs_rejected": summary.cdrs_rejected, "fees_debited": summary.fees_debited,
@@ -194,7 +210,7 @@ def measure(kind: str, url: str, redis_url: str, tmp: Path, files, n_cdrs: int,
         raise SystemExit(f"the {kind} run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     load_after = load()
-    out = {"seconds": round(got["seconds"], 3),
+    out = {"seconds": round(got["seconds"], 3), "cpu_s": got["cpu_s"],
            "cdrs_per_s": round(n_cdrs / got["seconds"]),
            "accounts_per_hour": round(got["accounts_billed"] / got["seconds"] * 3600),
            "peak_rss_mb": got["peak_rss_mb"], "load_avg_1m": [load_before, load_after]}
@@ -205,7 +221,7 @@ def measure(kind: str, url: str, redis_url: str, tmp: Path, files, n_cdrs: int,
         f"{out['accounts_per_hour']:,} accounts/h, peak {got['peak_rss_mb']} MB, "
         f"load {load_before} -> {load_after}")
     for name, v in sorted(got["stages"].items(), key=lambda kv: -kv[1]["s"]):
-        log(f"    {name:28s} {v['s']:8.3f} s  x{v['calls']}")
+        log(f"    {name:28s} {v['s']:8.3f} s  cpu {v['cpu_s']:8.3f} s  x{v['calls']}")
     if args.profile:
         _print_profile(cfg["profile"])
     if args.no_sql:
