@@ -324,8 +324,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("demo", help="run the demo on embedded defaults (what `make demo` runs)")
-    p.add_argument("--data-dir", default=None, help="folder for the demo's embedded state (default: a temporary one)")
+    p = sub.add_parser("demo", help="run an operator's day on embedded defaults (what `make demo` runs)")
+    from charging.demo import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
     modules = COMMAND_MODULES.values()
