@@ -40,10 +40,13 @@ class BillRunError(ValueError):
 
 
 def check_cycle(cycle) -> str:
+    """A cycle a bill may have: 'YYYY-MM' of the years 1970..2999 (the dates accounts keep)."""
     try:
-        parse_cycle(cycle)
+        year, _ = parse_cycle(cycle)
     except ValueError:
-        raise BillRunError("--cycle", f"expected YYYY-MM, got {cycle!r}") from None
+        raise BillRunError("--cycle", f"expected YYYY-MM, got {str(cycle)[:40]!r}") from None
+    if not 1970 <= year <= 2999:
+        raise BillRunError("--cycle", f"{cycle}: bills are of the years 1970..2999")
     return cycle
 
 
@@ -115,6 +118,18 @@ def saved_states(conn, cycle: str) -> dict[str, str]:
     return dict(conn.execute(select(t.c.account, t.c.state).where(t.c.cycle == cycle)).all())
 
 
+def seen_digests(conn, cycle: str):
+    """The sorted digests of the cdr ids that files imported before rated in `cycle`."""
+    import numpy as np
+
+    t = T["cdr_digests"]
+    parts = [np.frombuffer(raw, dtype="<u8") for (raw,) in
+             conn.execute(select(t.c.digests).where(t.c.cycle == cycle))]
+    if not parts:
+        return np.zeros(0, np.uint64)
+    return np.unique(np.concatenate(parts).astype(np.uint64))
+
+
 def _next_open_cycle(conn, cycle: str) -> str:
     m = month_number(cycle) + 1
     while cycle_status(conn, cycle_name(m)) == "final":
@@ -133,7 +148,8 @@ def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_h
     files = T["cdr_files"]
     result = rate_file(catalog, compiled, index, table,
                        cycle_status=lambda c: cycle_status(conn, c),
-                       saved_states=lambda c: saved_states(conn, c))
+                       saved_states=lambda c: saved_states(conn, c),
+                       seen_digests=lambda c: seen_digests(conn, c))
     conn.execute(files.insert().values(
         hash=data_hash, name=path.name, rows=result.rows, rated=result.rated,
         rejected=sum(result.rejected.values()), imported_at=int(time.time()), run_id=run_id))
@@ -167,6 +183,9 @@ def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_h
     insert_rows(conn, T["late_cdrs"], ["file_hash", "cdr_id", "account", "cycle",
                                        "billed_cycle", "service", "net_charge"], late_rows)
     insert_rows(conn, stand, ["account", "cycle", "state"], states)
+    insert_rows(conn, T["cdr_digests"], ["file_hash", "cycle", "digests"],
+                [(data_hash, cu.cycle, cu.digests.astype("<u8").tobytes())
+                 for cu in result.cycles if len(cu.digests)])
     summary.files_imported.append(str(path))
     summary.cdrs_rated += result.rated
     for k, v in result.rejected.items():

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from billing import cdrs
 from billing.run_kernels import (
+    _fnv1a_rows,
     _group_sums_sorted,
     _month_rows,
     _plan_rows,
@@ -27,6 +28,7 @@ from billing.run_kernels import (
 from rating.cycles import cycle_bounds, cycle_months, cycle_name, cycle_of, month_number
 from rating.engine import REASONS, Accumulators, AllowanceTable, CdrBatch, Plan, rate_batch
 
+DUPLICATE = REASONS.index("duplicate")
 _EARLIEST = -62135510400  # 0001-01-02T00:00Z: before any start a CDR may have (years 2..)
 _MONTHS_LISTED = 1200  # months_of lists every cycle start of a file spanning up to this many
 
@@ -242,16 +244,23 @@ def initial_standing(catalog, compiled, index: AccountIndex, cycle: str,
         if len(mine) > 1:
             mine.sort(key=consumption_key)  # accounts.snapshot.consumption_order
         for b in mine:
+            known = None
+            if b.dest is not None:
+                known = dest_ids.get(b.dest)
+                if known is None:
+                    known = dest_ids[b.dest] = [compiled.destination_id[d] for d in b.dest
+                                                if d in compiled.destination_id]
+                if not known:
+                    # a destination list naming nothing (or only names the catalog lost)
+                    # covers nothing, as in the Lua scripts; the kernel reads an empty
+                    # range as "any", so the bucket is left out
+                    continue
             ids.append(b.id)
             service.append(service_id.get(b.service, -2))
             remaining.append(max(0, b.remaining))
             vfrom.append(b.valid_from)
             vto.append(b.valid_to)
-            if b.dest:
-                known = dest_ids.get(b.dest)
-                if known is None:
-                    known = dest_ids[b.dest] = [compiled.destination_id[d] for d in b.dest
-                                                if d in compiled.destination_id]
+            if known:
                 dids.extend(known)
             doff.append(len(dids))
         offsets.append(len(ids))
@@ -276,6 +285,7 @@ class CycleUsage:
     touched: np.ndarray  # account rows with rated CDRs in the cycle, ascending
     standing: Standing
     saved: frozenset  # accounts whose state of the cycle was saved before this file
+    digests: np.ndarray  # uint64, sorted, unique: the cdr ids of the rated rows (FNV-1a)
 
     @property
     def groups(self) -> dict[tuple[int, int], tuple[int, int, int, int, int]]:
@@ -328,9 +338,11 @@ def rating_rows(batch, rows: np.ndarray, n_accounts: int) -> np.ndarray:
 
 @paused_gc()
 def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_status,
-              saved_states) -> FileRating:
-    """Rate one CDR table for the bill run. `cycle_status(cycle) -> 'final' | other` and
-    `saved_states(cycle) -> {account: state JSON}` read the database.
+              saved_states, seen_digests=None) -> FileRating:
+    """Rate one CDR table for the bill run. `cycle_status(cycle) -> 'final' | other`,
+    `saved_states(cycle) -> {account: state JSON}` and `seen_digests(cycle) -> sorted uint64`
+    (the digests of the cdr ids earlier files rated in the cycle: a CDR with one of them is
+    a duplicate, rating.md) read the database.
 
     Each cycle's rows are taken once, in rating order, so the engine reads them in place
     (nothing sorted or gathered in it) and the sums per account are runs of rows."""
@@ -350,9 +362,19 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
     n_services = len(compiled.service_names)
     n_accounts = len(index.facts)
     found = np.unique(months[months >= 0]).tolist()
+    id_off, id_data = cdrs._string_buffers(parsed.table.column("cdr_id"))
     for m in found:
         rows = rating_rows(b, np.flatnonzero(months == m), n_accounts)
         cycle = cycle_name(int(m))
+        digest = np.empty(len(rows), np.uint64)
+        _fnv1a_rows(id_off, id_data, rows, digest)
+        seen = seen_digests(cycle) if seen_digests is not None else None
+        if seen is not None and len(seen):
+            at = np.minimum(np.searchsorted(seen, digest), len(seen) - 1)
+            dup = seen[at] == digest
+            if dup.any():
+                reasons[DUPLICATE] += int(dup.sum())
+                rows, digest = rows[~dup], digest[~dup]
         late = cycle_status(cycle) == "final"
         saved = saved_states(cycle)
         standing = initial_standing(catalog, compiled, index, cycle, saved)
@@ -378,11 +400,12 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
             ids = parsed.table.column("cdr_id").take(pa.array(rows[ok])).to_pylist()
             late_rows = [(cid, int(sub.account[k]), int(sub.service[k]),
                           int(rated.net_charge[k])) for cid, k in zip(ids, ok, strict=True)]
-        del sub, rated, rows
+        digests = np.unique(digest[rated.reason == 0])
+        del sub, rated, rows, digest
         touched = np.unique(g_row[:n])
         out.append(CycleUsage(cycle, late, g_row[:n].copy(), g_service[:n].copy(),
                               g_sums[:n].copy(), late_rows, touched, standing,
-                              frozenset(saved)))
+                              frozenset(saved), digests))
     n_rated = sum(int(c.group_sums[:, 0].sum()) for c in out)
     rejected = {REASONS[k]: int(v) for k, v in enumerate(reasons.tolist()) if k and v}
     return FileRating(table.num_rows, n_rated, rejected, out)

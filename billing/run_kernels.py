@@ -133,3 +133,15 @@ def _rows_span(rows, start, rank):
         elif r > r_hi:
             r_hi = r
     return s_lo, s_hi, r_lo, r_hi
+
+
+@njit(cache=True, nogil=True)
+def _fnv1a_rows(offsets, data, rows, out):
+    """64-bit FNV-1a of the strings `rows` of an Arrow string array (offsets, data) into out
+    (uint64, len(rows)): the digest of a CDR id, to find ids seen in earlier files."""
+    for k in range(len(rows)):
+        i = rows[k]
+        h = np.uint64(14695981039346656037)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
+        out[k] = h

@@ -91,8 +91,6 @@ def _voice_session(node, account, sid, dest, used, start):
 # --- CDR files: duplicates across files --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a cdr_id already imported in an earlier file is billed "
-                   "again (rated_usage keeps no cdr ids): money wrong")
 def test_a_cdr_id_seen_in_an_earlier_file_is_not_billed_twice(db, store, cat, tmp_path):
     _account(store, "D", [("plain", "2026-10-01", None)])
     a = _cdrs(tmp_path, [("x1", "D", "voice", "2026-11-07T10:00:00Z", "60", FIXED)], "a.csv")
@@ -111,8 +109,6 @@ def test_a_cdr_id_seen_in_an_earlier_file_is_not_billed_twice(db, store, cat, tm
     assert summary.cdrs_rejected == {"duplicate": 1}
 
 
-@pytest.mark.xfail(strict=True, reason="a late CDR re-sent in a second late file is billed "
-                   "twice as an adjustment: money wrong")
 def test_a_late_cdr_resent_in_another_file_is_one_adjustment(db, store, cat, tmp_path):
     _account(store, "L", [("plain", "2026-09-01", None)])
     _run(db, store, cat, cycle="2026-10")
@@ -155,9 +151,6 @@ NOWHERE = ("  nowhere:\n    allowances:\n"
            "      - {name: none, service: voice, units: 600, destinations: []}\n")
 
 
-@pytest.mark.xfail(strict=True, reason="offline, an allowance with an empty destination list "
-                   "covers every destination (the kernel reads an empty list as 'any'; the Lua "
-                   "scripts and billing.md as 'none'): money wrong")
 def test_an_allowance_for_no_destination_covers_nothing_offline(db, redis_client, tmp_path):
     catalog, compiled, store = _with_offer(redis_client, NOWHERE)
     _account(store, "E", [("plain", "2026-10-01", None), ("nowhere", "2026-10-01", None)])
@@ -435,9 +428,6 @@ def test_a_bill_paid_before_it_was_final_is_not_in_arrears(db, store, cat):
 # --- the CLI: bad input and unusable stdout --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bad input that passes the CLI's own checks ends in a "
-                   "traceback (ArrearsError, BillFormatError, ValueError/OverflowError of a "
-                   "cycle at the calendar's ends), and a run writes its cycle first")
 @pytest.mark.parametrize("args, field", [
     (("arrears", "--as-of", "1969-12-31"), "--as-of"),
     (("arrears", "--as-of", "3000-01-01"), "--as-of"),
@@ -456,7 +446,8 @@ def test_bad_input_past_the_parser_is_one_line_exit_2(env, args, field):
     if args[0] == "run":  # "nothing written": no cycle, no bill run
         engine = sa.create_engine(f"sqlite:///{tmp / 'bills.db'}")
         try:
-            assert _count(engine, "cycles") == 0 and _count(engine, "bill_runs") == 0
+            assert not sa.inspect(engine).has_table("cycles") or (
+                _count(engine, "cycles") == 0 and _count(engine, "bill_runs") == 0)
         finally:
             engine.dispose()
 
