@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from billing import bill as B
@@ -130,6 +130,17 @@ def seen_digests(conn, cycle: str):
     return np.unique(np.concatenate(parts).astype(np.uint64))
 
 
+def _locked_status(conn, cycle: str) -> str | None:
+    """The cycle's status, its row locked until the transaction ends (PostgreSQL: FOR UPDATE;
+    SQLite's write transaction holds the whole database already): a run storing bills and a
+    finalisation of the cycle take turns, and two runs of one cycle replace each other's bills
+    instead of colliding."""
+    q = select(T["cycles"].c.status).where(T["cycles"].c.cycle == cycle)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    return conn.execute(q).scalar()
+
+
 def _next_open_cycle(conn, cycle: str) -> str:
     m = month_number(cycle) + 1
     while cycle_status(conn, cycle_name(m)) == "final":
@@ -228,18 +239,43 @@ def late_adjustments(conn, cycle: str) -> dict[str, dict[str, int]]:
 
 
 @paused_gc()
+@dataclass
+class OnlineRecords:
+    """What the node's rated records give a cycle's bills: `usage` (account -> service ->
+    micro) of sessions started in the cycle, `late` (account -> adjustment name -> micro) of
+    records of a final cycle that no final bill summed yet (a session that ended, or an event
+    refunded, after its cycle was finalised), and `read` (account -> the records' raw members,
+    both kinds), which a finalisation archives and removes from Redis."""
+
+    usage: dict[str, dict[str, int]]
+    late: dict[str, dict[str, int]]
+    read: dict[str, list]
+
+
 def online_usage(store, facts: list, cycle: str, *, batch: int = 2000,
                  ) -> dict[str, dict[str, int]]:
-    """Sum of the node's rated records per account and service over each account's cycle,
-    read in pipelines of `batch` accounts (records are scored by session start); accounts
-    without records are left out."""
+    """Sum of the node's rated records per account and service over each account's cycle."""
+    return online_records(store, facts, cycle, batch=batch).usage
+
+
+def online_records(store, facts: list, cycle: str, *, conn=None, batch: int = 2000,
+                   ) -> OnlineRecords:
+    """The node's records of `cycle` (and, with `conn`, the late ones of final cycles whose
+    next open cycle this is), read in pipelines of `batch` accounts. A finalisation removes
+    the records its bills summed, so a record older than the cycle still in Redis was billed
+    by no final bill: either its cycle is still a draft (its own run bills it) or it is late."""
     from accounts.keys import AccountKeys
     from accounts.online import records_key
+    from rating.cycles import cycle_of
 
     roots = roots_of(facts)
     tz = store.catalog.timezone
     bounds: dict[int, tuple[int, str]] = {}  # bill cycle day -> (start, "(end")
-    out: dict[str, dict[str, int]] = {}
+    statuses: dict[str, str] = {}
+    if conn is not None:
+        statuses = dict(conn.execute(select(T["cycles"].c.cycle, T["cycles"].c.status)).all())
+    out = OnlineRecords({}, {}, {})
+    candidates: list[tuple[str, dict, bytes]] = []
     for lo in range(0, len(facts), batch):
         part = facts[lo:lo + batch]
         pipe = store.r.pipeline(transaction=False)
@@ -248,23 +284,101 @@ def online_usage(store, facts: list, cycle: str, *, batch: int = 2000,
             if span is None:
                 start, end = cycle_bounds(cycle, f.bill_cycle_day, tz)
                 span = bounds[f.bill_cycle_day] = (start, f"({end}")
-            pipe.zrangebyscore(records_key(AccountKeys(f.id, roots[f.id])), *span)
+            low = "-inf" if conn is not None else span[0]
+            pipe.zrangebyscore(records_key(AccountKeys(f.id, roots[f.id])), low, span[1])
         for f, raw in zip(part, pipe.execute(), strict=True):
             if not raw:
                 continue
-            sums = out.setdefault(f.id, {})
+            start = bounds[f.bill_cycle_day][0]
+            sums = None
             for item in raw:
                 rec = json.loads(item)
-                svc = rec["service"]
-                sums[svc] = sums.get(svc, 0) + int(rec["net_charge"])
+                if int(rec["start"]) >= start:
+                    if sums is None:
+                        sums = out.usage.setdefault(f.id, {})
+                    svc = rec["service"]
+                    sums[svc] = sums.get(svc, 0) + int(rec["net_charge"])
+                    out.read.setdefault(f.id, []).append(item)
+                    continue
+                own = cycle_of(int(rec["start"]), f.bill_cycle_day, tz)
+                if statuses.get(own) == "final" and _next_open(statuses, own) == cycle:
+                    rec["cycle"] = own
+                    candidates.append((f.id, rec, item))
+    if candidates:
+        _late_online(conn, candidates, out)
     return out
+
+
+def _next_open(statuses: dict[str, str], cycle: str) -> str:
+    m = month_number(cycle) + 1
+    while statuses.get(cycle_name(m)) == "final":
+        m += 1
+    return cycle_name(m)
+
+
+def _late_online(conn, candidates, out: OnlineRecords) -> None:
+    """Late records that an interrupted finalisation already archived are not billed again."""
+    t = T["online_records"]
+    by_account: dict[str, list] = defaultdict(list)
+    for account, rec, item in candidates:
+        by_account[account].append((rec, item))
+    for account, items in by_account.items():
+        ids = [rec["cdr_id"] for rec, _ in items]
+        done = set(conn.execute(select(t.c.cdr_id).where(
+            t.c.account == account, t.c.cdr_id.in_(ids))).scalars())
+        for rec, item in items:
+            if rec["cdr_id"] in done:
+                continue
+            name = f"late:{rec['cycle']}:{rec['service']}"
+            adj = out.late.setdefault(account, {})
+            adj[name] = adj.get(name, 0) + int(rec["net_charge"])
+            out.read.setdefault(account, []).append(item)
+
+
+def archive_online(conn, store, facts: list, cycle: str, read: dict[str, list]) -> None:
+    """Keep the records a final bill of `cycle` summed in the database (online_records), in
+    the caller's transaction; `trim_online` then removes them from Redis."""
+    from rating.cycles import cycle_of
+
+    by_id = {f.id: f for f in facts}
+    tz = store.catalog.timezone
+    rows = []
+    for account, items in read.items():
+        bcd = by_id[account].bill_cycle_day
+        for item in items:
+            rec = json.loads(item)
+            rows.append((account, rec["cdr_id"], cycle_of(int(rec["start"]), bcd, tz), cycle,
+                         rec["service"], int(rec["start"]), int(rec["net_charge"]),
+                         item.decode() if isinstance(item, bytes) else item))
+    t = T["online_records"]
+    # a finalisation interrupted before its trim, repeated, meets its own rows: replace them
+    conn.execute(delete(t).where(t.c.billed_cycle == cycle))
+    insert_rows(conn, t, ["account", "cdr_id", "cycle", "billed_cycle", "service", "start",
+                          "net_charge", "record"], rows)
+
+
+def trim_online(store, facts: list, read: dict[str, list], *, batch: int = 2000) -> int:
+    """Remove from Redis exactly the records a final bill summed (ZREM by member: a record
+    the node writes meanwhile stays, and is billed later as late)."""
+    from accounts.keys import AccountKeys
+    from accounts.online import records_key
+
+    roots = roots_of(facts)
+    items = [(a, m) for a, ms in read.items() for m in ms]
+    removed = 0
+    for lo in range(0, len(items), batch * 10):
+        pipe = store.r.pipeline(transaction=False)
+        for account, member in items[lo:lo + batch * 10]:
+            pipe.zrem(records_key(AccountKeys(account, roots[account])), member)
+        removed += sum(pipe.execute())
+    return removed
 
 
 # --- the run ----------------------------------------------------------------------------------
 
 
 def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition=(1, 1),
-        facts: list | None = None, progress=None) -> RunSummary:
+        facts: list | None = None, progress=None, final: bool = False) -> RunSummary:
     """Bill `cycle` for the families of `partition` (K, N). Importing `cdr_files` is one
     transaction per file; the bills of the partition are replaced in one transaction.
     `progress(step)`, when given, is called as each step is done (1 + files + 3 steps)."""
@@ -321,14 +435,32 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
     loaded.clear()
     roots = roots_of(facts)
     mine = [f for f in facts if partition_of(roots[f.id], n) == k]
-    online = online_usage(store, mine, cycle)
+    with engine.connect() as conn:
+        records = online_records(store, mine, cycle, conn=conn)
     step("online records read")
     with write_transaction(engine) as conn:
+        if _locked_status(conn, cycle) == "final":
+            raise BillRunError("--cycle", f"cycle {cycle} was finalised during this run: its "
+                               "bills are final, nothing was changed")
         offline = offline_usage(conn, cycle)
         late = late_adjustments(conn, cycle)
-        bills = build_bills(catalog, mine, roots, cycle, online, offline, late)
+        for account, adj in records.late.items():
+            mine_adj = late.setdefault(account, {})
+            for name, v in adj.items():
+                mine_adj[name] = mine_adj.get(name, 0) + v
+        bills = build_bills(catalog, mine, roots, cycle, records.usage, offline, late,
+                            status="final" if final else "draft")
         _store_bills(conn, catalog, bills, cycle, run_id)
+        if final:
+            archive_online(conn, store, mine, cycle, records.read)
+            conn.execute(update(T["cycles"]).where(T["cycles"].c.cycle == cycle).values(
+                status="final", finalized_at=int(time.time())))
+            from billing.payments import allocate_unallocated
+
+            allocate_unallocated(conn, sorted({b["account"] for b in bills}))
     step(f"{len(bills)} bills stored")
+    if final:
+        trim_online(store, mine, records.read)
     _debit_prepaid_fees(engine, store, catalog, mine, roots, cycle, summary)
     step("prepaid fees debited")
     for b in bills:
@@ -378,7 +510,8 @@ def _has_content(catalog, sections: list[B.Section], period: B.Period) -> bool:
 
 
 @paused_gc()
-def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, late) -> list[dict]:
+def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, late, *,
+                status: str = "draft") -> list[dict]:
     """One bill per family with something to bill in the cycle (usage, an adjustment, or a
     subscription active or starting in it), by root account id."""
     families: dict[str, list] = defaultdict(list)
@@ -402,7 +535,7 @@ def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, 
             continue
         bills.append(B.build_bill(
             catalog, owner=sections[0], children=sections[1:], period=period,
-            status="draft", prepaid=owner.credit_limit == 0, currency=owner.currency))
+            status=status, prepaid=owner.credit_limit == 0, currency=owner.currency))
     return bills
 
 
@@ -555,21 +688,44 @@ class Finalized(int):
         return obj
 
 
-def finalize(engine, cycle: str, store=None) -> Finalized:
-    """Freeze `cycle`: its bills become final (their exports say so) and never change again.
-    Returns the number of bills finalised; a second finalize does nothing to the bills.
-    With `store`, then the accounts' ledger entries of the cycle and earlier move into the
-    database (billing.archive.archive_ledgers), also when the cycle was final already: a
-    second finalize completes an archive that was interrupted, and otherwise finds nothing."""
+def finalize(engine, cycle: str, store=None, *, compiled=None) -> Finalized:
+    """Freeze `cycle`: its bills become final and never change again. Returns the number of
+    bills finalised; a second finalize does nothing to the bills.
+
+    With `store` (the accounts layer), the bills are built once more as they stand (every CDR
+    of the cycle imported since, late CDRs routed to it, the node's records up to now) and
+    stored final in the same transaction that makes the cycle final; the online records they
+    summed move to the database (online_records) and out of Redis, so any record of the
+    cycle written later is billed as late in the next open cycle; unallocated payments of
+    the accounts go to their now final bills; then the ledgers of the cycle and earlier are
+    archived (billing.archive.archive_ledgers). A second finalize completes a finalisation
+    that was interrupted after its commit (the trim of Redis, the ledger archive).
+    Without a store, the bills are frozen as last built."""
     from billing.render import bill_json
 
     check_cycle(cycle)
-    with write_transaction(engine) as conn:
+    with engine.connect() as conn:
         status = cycle_status(conn, cycle)
-        if status is None:
-            raise BillRunError("--cycle", f"cycle {cycle} was never run")
-        rows = []
+    if status is None:
+        raise BillRunError("--cycle", f"cycle {cycle} was never run")
+    bills = 0
+    if store is not None:
+        from accounts.snapshot import snapshot
+        from rating.compiler import compile_catalog
+
+        facts = list(snapshot(store))
         if status != "final":
+            compiled = compiled if compiled is not None else compile_catalog(store.catalog)
+            summary = run(engine, store, store.catalog, compiled, cycle=cycle, facts=facts,
+                          final=True)
+            bills = summary.accounts_billed
+        else:
+            _retrim(engine, store, facts, cycle)
+        from billing.archive import archive_ledgers
+
+        return Finalized(bills, archive_ledgers(engine, store, cycle=cycle))
+    with write_transaction(engine) as conn:
+        if _locked_status(conn, cycle) != "final":
             t = T["bills"]
             rows = conn.execute(select(t.c.id, t.c.export).where(t.c.cycle == cycle)).all()
             for bid, export in rows:
@@ -579,9 +735,21 @@ def finalize(engine, cycle: str, store=None) -> Finalized:
                     status="final", export=bill_json(doc).decode()))
             conn.execute(update(T["cycles"]).where(T["cycles"].c.cycle == cycle).values(
                 status="final", finalized_at=int(time.time())))
-    archive = None
-    if store is not None:
-        from billing.archive import archive_ledgers
+            from billing.payments import allocate_unallocated
 
-        archive = archive_ledgers(engine, store, cycle=cycle)
-    return Finalized(len(rows), archive)
+            allocate_unallocated(conn, sorted({bid.rsplit("/", 1)[0] for bid, _ in rows}))
+            bills = len(rows)
+    return Finalized(bills, None)
+
+
+def _retrim(engine, store, facts: list, cycle: str) -> None:
+    """Remove from Redis the records a final bill of `cycle` summed (archived already): what
+    a finalisation interrupted between its commit and its trim left."""
+    t = T["online_records"]
+    read: dict[str, list] = defaultdict(list)
+    with engine.connect() as conn:
+        for account, record in conn.execute(select(t.c.account, t.c.record).where(
+                t.c.billed_cycle == cycle)):
+            read[account].append(record)
+    known = {f.id for f in facts}
+    trim_online(store, facts, {a: m for a, m in read.items() if a in known})

@@ -114,13 +114,42 @@ def _record(conn, account: str, amount: int, op_id: str, paid_on: str, now: int)
     return PaymentResult(True, allocations, left, payment_id)
 
 
+def allocate_unallocated(conn, accounts: list[str]) -> list[tuple[int, str, int]]:
+    """In the caller's transaction (a finalisation): what the payments of `accounts` left
+    unallocated goes to their unpaid final bills, the oldest payment first, each to the
+    oldest bill first, as record_payment allocates. Returns (payment id, bill id, amount)."""
+    done: list[tuple[int, str, int]] = []
+    if not accounts:
+        return done
+    for lo in range(0, len(accounts), 500):
+        rows = conn.execute(
+            sa.select(Payment.id, Payment.account, Payment.unallocated)
+            .where(Payment.account.in_(accounts[lo:lo + 500]), Payment.unallocated > 0)
+            .order_by(Payment.account, Payment.id)
+        ).all()
+        for payment_id, account, left in rows:
+            left = int(left)
+            for bill_id, due, paid in _open_bills(conn, account):
+                if left == 0:
+                    break
+                take = min(left, int(due) - int(paid))
+                conn.execute(sa.update(Bill).where(Bill.id == bill_id).values(
+                    paid=Bill.paid + take))
+                conn.execute(sa.insert(PaymentAllocation).values(
+                    payment_id=payment_id, bill_id=bill_id, amount=take))
+                done.append((payment_id, bill_id, take))
+                left -= take
+            conn.execute(sa.update(Payment).where(Payment.id == payment_id).values(
+                unallocated=left))
+    return done
+
+
 def record_payment(engine, *, account: str, amount: int, op_id: str, paid_on: str) -> PaymentResult:
     """Record a payment of ``amount`` micro-units (0 < amount < 2^53) made by ``account`` on
     ``paid_on`` (YYYY-MM-DD), and allocate it to the account's oldest unpaid final bills
     (by cycle, then bill id), never more to a bill than its amount_due - paid. What no bill
-    takes stays on the payment as ``unallocated``: a bill finalised later does NOT pick it up
-    by itself (a later payment, or an operator, settles it; the amount stays visible on the
-    payment row).
+    takes stays on the payment as ``unallocated``, until a finalisation of the account's
+    next bills allocates it to them (`allocate_unallocated`).
 
     Idempotent per ``op_id``: the same op id with the same account, amount and date returns
     the first call's answer with ``applied=False`` and writes nothing; with other content it

@@ -66,8 +66,9 @@ def test_run_show_export_finalize_pay(env):
     assert "finalised" in ccs("finalize", "--cycle", "2026-11", check=0).stdout
     assert json.loads(ccs("show", "A1", "--cycle", "2026-11", "--json", check=0).stdout)[
         "status"] == "final"
+    # finalising allocated the 5.00 paid before: 7.19 is left to pay, and 5.00 of 12.19 over
     out = ccs("pay", "A1", "12.19", "--op-id", "p2", "--paid-on", "2026-12-04", check=0).stdout
-    assert "allocated to A1/2026-11: 12.19" in out and "unallocated: 0.00" in out
+    assert "allocated to A1/2026-11: 7.19" in out and "unallocated: 5.00" in out
     out = ccs("pay", "A1", "12.19", "--op-id", "p2", "--paid-on", "2026-12-04", check=0).stdout
     assert "already recorded" in out
     # the final cycle cannot be run again
