@@ -309,8 +309,8 @@ def _run(args, size: Size, stack: ExitStack, started: float) -> int:
     made = _roaming(catalog, plan, size.cdrs, cycle, args.seed, roaming)
     _say(f"5/7 offline CDRs of a roaming partner: {roaming} ({made})")
     cdrs.warm_up(compiled, tz)
-    night = _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day)
-    lap("bill")
+    lap("cdrs")
+    night = _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day, lap)
 
     from accounts.audit import audit
     from billing.archive import history_check
@@ -380,8 +380,8 @@ def _report_day(d, tz: str) -> None:
          + f"; failed calls {f['failed']}; {d.cut} sessions cut by a final grant")
     _say("  notifications streamed: " + (", ".join(f"{k} {v}" for k, v in
                                                    sorted(d.notifications.items())) or "none"))
-    _say(f"  the node's /metrics counted {d.node_requests} Charge requests (the replay's "
-         f"{f['requests']} and the story's {d.story_requests})")
+    _say(f"  the node's /metrics counted {d.node_requests} answered Charge requests (the "
+         f"replay's {f['answered']} and the story's {d.story_requests})")
 
 
 def _codes(results: dict) -> dict:
@@ -412,7 +412,7 @@ def _roaming(catalog, plan, count: int, cycle: str, seed: int, path: Path) -> st
     return f"{count} CDRs of {cycle}: {mix}; {sum(injected.values())} malformed on purpose"
 
 
-def _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day) -> dict:
+def _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day, lap) -> dict:
     """The bill run with the roaming file, finalize, the arrears run, the export; what the
     console and the page show."""
     from sqlalchemy import select
@@ -425,6 +425,7 @@ def _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day) -> 
 
     dec = catalog.billing.decimals
     s = run(engine, store, catalog, compiled, cycle=cycle, cdr_files=[roaming], facts=facts)
+    lap("bill run")
     d = s.as_dict(dec)
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(d["cdrs_rejected"].items())) or "none"
     _say(f"6/7 bill run {cycle}: {d['accounts_billed']} bills ({d['invoices']} invoices, "
@@ -435,6 +436,7 @@ def _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day) -> 
     with engine.connect() as conn:
         offline = _by_service(offline_usage(conn, cycle))
     done = finalize(engine, cycle, store)
+    lap("finalize")
     a = done.archive
     _say(f"    finalize {cycle}: {int(done)} bills final; ledgers archived: {a.entries} entries "
          f"of {a.accounts} accounts moved from Redis to the database")
@@ -446,6 +448,7 @@ def _bill(engine, store, catalog, compiled, cycle, roaming, facts, out, day) -> 
             select(t.c.export).where(t.c.cycle == cycle).order_by(t.c.account))]
     bills_dir = out / "bills"
     write_export(docs, bills_dir, operator=OPERATOR)
+    lap("export")
     due = [b for b in docs if b["type"] == "invoice"]
     total_due = sum(_micro(b["amount_due"]) for b in due)
     due_dates = sorted({b["due_date"] for b in due})

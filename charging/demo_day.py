@@ -183,6 +183,28 @@ async def _story(channel, who: StoryAccount, clock: DayClock, tz: str, watcher: 
     return lines, 3
 
 
+async def price_enquiry(channel, who: StoryAccount, at: int, tz: str) -> str:
+    """One EVENT PRICE_ENQUIRY for voice, SMS and data (it also has the node load the rating
+    kernels before the traffic starts)."""
+    from proto.ccs.v1 import charging_pb2 as pb
+    from proto.ccs.v1 import charging_pb2_grpc, common_pb2
+
+    asked = (("voice", STORY_NUMBER, common_pb2.Units(seconds=60), "60 s"),
+             ("sms", STORY_NUMBER, common_pb2.Units(events=1), "1 SMS"),
+             ("data", "", common_pb2.Units(bytes=10 << 20), "10 MiB of data"))
+    msg = pb.ChargeRequest(session_id="demo-price-1", request_type=pb.EVENT, request_number=0,
+                           subscriber=who.account, event_action=pb.PRICE_ENQUIRY,
+                           units=[pb.ServiceUnit(rating_group=k + 1, service=svc,
+                                                 destination=dest, requested=units)
+                                  for k, (svc, dest, units, _) in enumerate(asked)])
+    msg.event_time.seconds = at
+    reply = await charging_pb2_grpc.ChargingStub(channel).Charge(msg, timeout=60)
+    prices = {g.rating_group: g.granted.money for g in reply.grants}
+    return (f"{clock_text(at, tz)} price enquiry for {who.account} (EVENT PRICE_ENQUIRY): "
+            + ", ".join(f"{text}{' to ' + dest if dest else ''} {prices.get(k + 1, '?')}"
+                        for k, (_, dest, _, text) in enumerate(asked)))
+
+
 @dataclass
 class DayResult:
     figures: dict
@@ -190,13 +212,14 @@ class DayResult:
     cut: int
     notifications: dict
     story: list[str]
-    node_requests: int  # Charge requests the node's /metrics counted
+    node_requests: int  # answered Charge requests the node's /metrics counted
     story_requests: int
     start: int
     end: int
 
 
-async def _day(opts: Options, cdrs, clock: DayClock, tz: str, who: StoryAccount, r, bar):
+async def _day(opts: Options, cdrs, clock: DayClock, tz: str, who: StoryAccount, r, bar,
+               day_start: int, scale: float):
     import grpc
 
     rec = Recorder()
@@ -209,11 +232,15 @@ async def _day(opts: Options, cdrs, clock: DayClock, tz: str, who: StoryAccount,
             if _subscribers(r) > before:
                 break
             await asyncio.sleep(0.01)
+        clock.set(day_start, 0.0)  # still until the traffic starts
+        quote = await price_enquiry(channel, who, day_start, tz)
+        clock.set(day_start, scale)
         story = asyncio.ensure_future(_story(channel, who, clock, tz, watcher,
                                              delay=opts.duration / 3))
         try:
             reached = await replay.run()
             lines, sent = await story
+            lines, sent = [quote, *lines], sent + 1
         finally:
             story.cancel()
             watcher.stop()
@@ -248,9 +275,8 @@ def play_day(*, target: str, catalog, accounts: int, prefix: str, seconds: float
                    time_scale=1.0, timeout=5.0, catalog=catalog, charts=None, json=False)
     skip = {who.account, who.msisdn}
     cdrs = (c for c in generated_cdrs(opts, f"day{seed}") if c.subscriber not in skip)
-    clock.set(day_start, minutes * 60 / seconds)
     reached, replay, rec, watcher, lines, sent = asyncio.run(
-        _day(opts, cdrs, clock, catalog.timezone, who, r, bar))
+        _day(opts, cdrs, clock, catalog.timezone, who, r, bar, day_start, minutes * 60 / seconds))
     end = int(clock())
     clock.set(end, 1.0)
     if not reached:

@@ -68,6 +68,11 @@ def test_the_small_demo_leaves_its_page_charts_and_bills_and_nothing_running(tmp
     expected = [
         "150 accounts, 10 minutes of",
         "health SERVING",
+        # EU voice 0.15 a minute in 30 s steps: 60 s = 0.15; an SMS to an EU number takes the
+        # entry for any destination (WORLD only holds numbers no other prefix claims): 0.09;
+        # data 0.01 a MiB (the first tier): 10 MiB = 0.10
+        "(EVENT PRICE_ENQUIRY): 60 s to 33612345678 0.1500, 1 SMS to 33612345678 0.0900, "
+        "10 MiB of data 0.1000",
         # the story account has 1.00: EU calls cost 0.15 a minute in 30 s steps (0.075 each),
         # so the money covers 13 steps = 390 s, and the grant is final
         "asking for 600 s: result 2001, granted 390 s, FINAL",
@@ -90,8 +95,8 @@ def test_the_small_demo_leaves_its_page_charts_and_bills_and_nothing_running(tmp
     for text in expected:
         assert any(text in line for line in lines), f"missing {text!r} in:\n{out}"
     # the node's own /metrics counted what the replay and the story sent
-    m = re.search(r"/metrics counted (\d+) Charge requests \(the replay's (\d+) and the "
-                  r"story's (\d+)\)", out)
+    m = re.search(r"/metrics counted (\d+) answered Charge requests \(the replay's (\d+) "
+                  r"and the story's (\d+)\)", out)
     assert m and int(m.group(1)) == int(m.group(2)) + int(m.group(3)) > 0, out
 
     index = out_dir / "index.html"
