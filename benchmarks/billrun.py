@@ -129,7 +129,7 @@ def child(cfg: dict) -> None:
     import sqlalchemy as sa
 
     from accounts.store import AccountStore
-    from billing import billrun, cdrs
+    from billing import billrun, cdrs, offline
     from billing.db import open_database
     from billing.models import Base
     from rating.catalog import load_catalog
@@ -140,6 +140,8 @@ def child(cfg: dict) -> None:
     engine = open_database(cfg["db"])
     store = AccountStore(redis.Redis.from_url(cfg["redis"]), catalog)
     cdrs.warm_up(compiled, catalog.timezone)
+    if hasattr(offline, "warm_up"):  # the run's own kernels: compiled once after a change
+        offline.warm_up(catalog, compiled)
     stages = install_stages()
     if cfg.get("gc") == "off":  # an experiment: how much the cyclic GC costs the run
         import gc
