@@ -78,13 +78,19 @@ def recurring_fee(recurring: int, days: int, cycle_days: int, decimals: int) -> 
 
 def _fees(catalog, section: Section, period: Period):
     """Every fee of the section's subscriptions in `period`, in subscription order, recurring
-    before one-time: (subscription key '<offer>@<from>', kind, line name, fee name, amount)."""
+    before one-time: (subscription key '<offer>@<from>', kind, line name, fee name, amount).
+    The key gets '#<position>' (1-based) when an earlier subscription has the same offer and
+    `from` (an offer cancelled on its first day and taken again): one key per subscription."""
     dec = catalog.billing.decimals
-    for sub in section.subscriptions:
+    seen: set[str] = set()
+    for position, sub in enumerate(section.subscriptions, start=1):
         offer = catalog.offers.get(sub["offer"])
+        key = f"{sub['offer']}@{sub['from']}"
+        if key in seen:
+            key = f"{key}#{position}"
+        seen.add(f"{sub['offer']}@{sub['from']}")
         if offer is None:
             continue  # an offer removed from the catalog bills nothing
-        key = f"{offer.name}@{sub['from']}"
         days = active_days(sub, period)
         if offer.recurring and days > 0:
             yield key, "recurring", offer.name, "recurring", recurring_fee(
@@ -152,8 +158,11 @@ def bill_totals(catalog, lines: list[Line], discount_names: list[str]) -> tuple[
 
 
 def build_bill(catalog, *, owner: Section, children: list[Section], period: Period,
-               status: str, prepaid: bool, currency: str) -> dict:
-    """The bill of `owner` (with a section per child, by child id) as the JSON export holds it."""
+               status: str, prepaid: bool, currency: str, paid_from_balance: int = 0) -> dict:
+    """The bill of `owner` (with a section per child, by child id) as the JSON export holds it.
+    `paid_from_balance` (micro, in bill decimals): what of an invoice's lines was already
+    taken from prepaid balances (fees debited while the account was prepaid, the online usage
+    of a prepaid child): not due again; shown as `paid_from_balance` when not zero."""
     dec = catalog.billing.decimals
     lines = section_lines(catalog, owner, period, "")
     for child in sorted(children, key=lambda s: s.account):
@@ -166,7 +175,7 @@ def build_bill(catalog, *, owner: Section, children: list[Section], period: Peri
     def money(micro: int) -> str:
         return format_money(micro, dec)
 
-    return {
+    doc = {
         "account": owner.account,
         "cycle": period.cycle,
         "status": status,
@@ -182,8 +191,11 @@ def build_bill(catalog, *, owner: Section, children: list[Section], period: Peri
         "account_discount": money(totals["account_discount"]),
         "tax": money(totals["tax"]),
         "total": money(totals["total"]),
-        "amount_due": money(0 if prepaid else totals["total"]),
+        "amount_due": money(0 if prepaid else totals["total"] - paid_from_balance),
     }
+    if paid_from_balance and not prepaid:
+        doc["paid_from_balance"] = money(paid_from_balance)
+    return doc
 
 
 def fee_lines(catalog, section: Section, period: Period) -> list[tuple[str, str, int]]:

@@ -26,7 +26,7 @@ from billing.db import delete_in, insert_rows, write_transaction
 from billing.models import Base
 from billing.offline import AccountIndex, paused_gc, rate_file
 from rating.cycles import cycle_bounds, cycle_name, month_number, parse_cycle
-from rating.money import parse_money
+from rating.money import parse_money, round_micro
 
 T = Base.metadata.tables
 
@@ -128,6 +128,14 @@ def seen_digests(conn, cycle: str):
     if not parts:
         return np.zeros(0, np.uint64)
     return np.unique(np.concatenate(parts).astype(np.uint64))
+
+
+def fees_posted(conn, cycle: str) -> dict[str, int]:
+    """account -> the fees of `cycle` debited from its balance (fee_postings)."""
+    t = T["fee_postings"]
+    return {a: int(v) for a, v in conn.execute(
+        select(t.c.account, func.sum(t.c.amount)).where(t.c.cycle == cycle)
+        .group_by(t.c.account))}
 
 
 def _locked_status(conn, cycle: str) -> str | None:
@@ -449,7 +457,8 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
             for name, v in adj.items():
                 mine_adj[name] = mine_adj.get(name, 0) + v
         bills = build_bills(catalog, mine, roots, cycle, records.usage, offline, late,
-                            status="final" if final else "draft")
+                            status="final" if final else "draft",
+                            posted=fees_posted(conn, cycle))
         _store_bills(conn, catalog, bills, cycle, run_id)
         if final:
             archive_online(conn, store, mine, cycle, records.read)
@@ -511,9 +520,13 @@ def _has_content(catalog, sections: list[B.Section], period: B.Period) -> bool:
 
 @paused_gc()
 def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, late, *,
-                status: str = "draft") -> list[dict]:
+                status: str = "draft", posted: dict[str, int] | None = None) -> list[dict]:
     """One bill per family with something to bill in the cycle (usage, an adjustment, or a
-    subscription active or starting in it), by root account id."""
+    subscription active or starting in it), by root account id. `posted` (account -> micro):
+    the cycle's fees already debited from balances; on an invoice they are not due again,
+    nor is the online usage of a prepaid child (paid from its own balance)."""
+    posted = posted or {}
+    dec = catalog.billing.decimals
     families: dict[str, list] = defaultdict(list)
     for f in facts:
         families[roots[f.id]].append(f)
@@ -533,9 +546,15 @@ def build_bills(catalog, facts: list, roots: dict, cycle: str, online, offline, 
         sections = _sections(catalog, fam, online, offline, late)
         if not _has_content(catalog, sections, period):
             continue
+        prepaid = owner.credit_limit == 0
+        paid = 0
+        if not prepaid:
+            paid = sum(posted.get(f.id, 0) for f in fam)
+            paid += sum(round_micro(sum(online.get(f.id, {}).values()), dec)
+                        for f in fam[1:] if f.credit_limit == 0)
         bills.append(B.build_bill(
             catalog, owner=sections[0], children=sections[1:], period=period,
-            status=status, prepaid=owner.credit_limit == 0, currency=owner.currency))
+            status=status, prepaid=prepaid, currency=owner.currency, paid_from_balance=paid))
     return bills
 
 
@@ -643,15 +662,20 @@ _enc = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False) of one s
 
 def _debit_prepaid_fees(engine, store, catalog, facts, roots, cycle, summary) -> None:
     """A prepaid family's fees, debited from each account's balance through the accounts
-    layer once per subscription, fee and cycle: the posting row is the record that it was,
-    and the op id makes a debit whose row was lost (a crash between them) a replay."""
+    layer once per subscription, fee and cycle: the posting row records what was debited,
+    and the op id (derived from the account, cycle, subscription, fee and amount) makes a
+    debit whose row was lost (a crash between them) a replay. When a re-run finds a fee of
+    another amount (a subscription that ended since: another proration), or no longer
+    finds it, the difference is given back or taken, and the row follows."""
     from accounts.errors import AccountError
 
     postings = T["fee_postings"]
+    done: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)  # account -> fees posted
     with engine.connect() as conn:
-        done = {(a, s, fee) for a, s, fee in conn.execute(
-            select(postings.c.account, postings.c.subscription, postings.c.fee).where(
-                postings.c.cycle == cycle))}
+        for a, key, fee, amt in conn.execute(
+                select(postings.c.account, postings.c.subscription, postings.c.fee,
+                       postings.c.amount).where(postings.c.cycle == cycle)):
+            done[a][(key, fee)] = int(amt)
     by_id = {f.id: f for f in facts}
     for f in facts:
         owner = by_id.get(roots[f.id])
@@ -659,19 +683,33 @@ def _debit_prepaid_fees(engine, store, catalog, facts, roots, cycle, summary) ->
             continue
         period = B.Period.of(cycle, owner.bill_cycle_day)
         section = B.Section(f.id, {}, [dict(s) for s in f.subscriptions], {})
-        for key, fee, amount in B.fee_lines(catalog, section, period):
-            if (f.id, key, fee) in done:
+        wanted = {(key, fee): amount for key, fee, amount in B.fee_lines(catalog, section,
+                                                                         period)}
+        mine = done.get(f.id, {})
+        for posted in mine:
+            wanted.setdefault(posted, 0)
+        for (key, fee), amount in wanted.items():
+            before = mine.get((key, fee))
+            if before == amount or (before is None and amount == 0):
                 continue
-            op_id = "fee:" + hashlib.sha256(f"{f.id}|{cycle}|{key}|{fee}".encode()).hexdigest()[:32]
+            change = amount - (before or 0)
+            op_id = "fee:" + hashlib.sha256(
+                f"{f.id}|{cycle}|{key}|{fee}|{amount}".encode()).hexdigest()[:32]
             try:
-                store.adjust(f.id, -amount, op_id=op_id, reason=f"fee {cycle} {key} {fee}")
+                store.adjust(f.id, -change, op_id=op_id, reason=f"fee {cycle} {key} {fee}")
             except AccountError as exc:
                 summary.fees_refused.append(f"{f.id} {key} {fee}: {exc}")
                 continue
             with write_transaction(engine) as conn:
-                conn.execute(postings.insert().values(
-                    account=f.id, cycle=cycle, subscription=key, fee=fee, amount=amount,
-                    op_id=op_id, posted_at=int(time.time())))
+                if before is None:
+                    conn.execute(postings.insert().values(
+                        account=f.id, cycle=cycle, subscription=key, fee=fee, amount=amount,
+                        op_id=op_id, posted_at=int(time.time())))
+                else:
+                    conn.execute(update(postings).where(
+                        postings.c.account == f.id, postings.c.cycle == cycle,
+                        postings.c.subscription == key, postings.c.fee == fee).values(
+                        amount=amount, op_id=op_id, posted_at=int(time.time())))
             summary.fees_debited += 1
 
 

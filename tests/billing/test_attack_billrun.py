@@ -318,8 +318,6 @@ def test_a_cycle_finalised_during_a_run_keeps_final_bills(db, store, cat):
 # --- prepaid fees ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a prepaid fee debited by a first run is never corrected "
-                   "when a re-run prorates it differently: balance and statement disagree")
 def test_a_prepaid_fee_follows_the_statement_across_a_rerun(db, store, cat):
     _account(store, "PU", [("plain", "2026-10-01", None)], prepaid=True)
     store.topup("PU", 20 * EUR, op_id="t1")
@@ -332,8 +330,6 @@ def test_a_prepaid_fee_follows_the_statement_across_a_rerun(db, store, cat):
     assert store.get_account("PU").balance == 18_500_000
 
 
-@pytest.mark.xfail(strict=True, reason="fees debited while prepaid are invoiced again after a "
-                   "change to postpaid and a re-run: charged twice")
 def test_fees_debited_as_prepaid_are_not_invoiced_again(db, store, cat):
     _account(store, "PP", [("smart", "2026-11-01", None)], prepaid=True)
     store.topup("PP", 20 * EUR, op_id="t")
@@ -347,8 +343,6 @@ def test_fees_debited_as_prepaid_are_not_invoiced_again(db, store, cat):
     assert debited + parse_money(bill["amount_due"]) == 17_850_000
 
 
-@pytest.mark.xfail(strict=True, reason="a prepaid child's online usage, paid from its balance, "
-                   "is also due on its postpaid parent's invoice: charged twice")
 def test_a_prepaid_childs_online_usage_is_not_due_again(db, redis_client, cat, tmp_path):
     catalog, compiled = cat
     t, store, node = _online(redis_client, cat, _utc(2026, 11, 10, 12))
@@ -366,9 +360,6 @@ def test_a_prepaid_childs_online_usage_is_not_due_again(db, redis_client, cat, t
     assert parse_money(bill["amount_due"]) + paid_online == parse_money(bill["total"])
 
 
-@pytest.mark.xfail(strict=True, reason="two subscriptions of one offer with the same from date "
-                   "share a fee_postings key: the prepaid fee debit crashes (IntegrityError) "
-                   "and the second activation is never debited")
 def test_an_offer_taken_again_on_its_first_day_debits_both_activations(db, store, cat):
     _account(store, "TW", [("smart", "2026-11-01", None)], prepaid=True)
     store.unsubscribe("TW", "smart", op_id="u", on_date="2026-11-01")  # cancelled, same day
