@@ -48,6 +48,24 @@ def paused_gc():
             gc.enable()
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """`np.unique(values)` of an integer array (sorted, each value once), without numpy 2.4's
+    hashing unique, which took 20.9 s of CPU for 10M distinct uint64 (0.19 s for 10M equal
+    int64): a count per value when they span less than 2^16, else a sort and a compare
+    (0.03 s and 0.8 s for the same arrays)."""
+    if len(values) == 0:
+        return np.unique(values)
+    lo, hi = values.min(), values.max()
+    if int(hi) - int(lo) < 1 << 16:
+        present = np.flatnonzero(np.bincount((values - lo).astype(np.int64)))
+        return present.astype(values.dtype) + lo
+    s = np.sort(values)
+    keep = np.empty(len(s), np.bool_)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
 def _utc(sub: dict, key: str) -> int | None:
     v = sub.get(key)
     return None if v is None else int(v)
@@ -124,7 +142,7 @@ class AccountIndex:
             return out
         s = start[usable]
         lo, hi = int(s.min()), int(s.max())
-        days = np.unique(self.bcd[account[usable]]).tolist()
+        days = distinct(self.bcd[account[usable]]).tolist()
         span = {d: (month_number(cycle_of(lo, d, timezone)),
                     month_number(cycle_of(hi, d, timezone))) for d in days}
         if max(b - a for a, b in span.values()) > _MONTHS_LISTED:
@@ -361,7 +379,7 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
     out: list[CycleUsage] = []
     n_services = len(compiled.service_names)
     n_accounts = len(index.facts)
-    found = np.unique(months[months >= 0]).tolist()
+    found = distinct(months[months >= 0]).tolist()
     id_off, id_data = cdrs._string_buffers(parsed.table.column("cdr_id"))
     for m in found:
         rows = rating_rows(b, np.flatnonzero(months == m), n_accounts)
@@ -400,9 +418,9 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
             ids = parsed.table.column("cdr_id").take(pa.array(rows[ok])).to_pylist()
             late_rows = [(cid, int(sub.account[k]), int(sub.service[k]),
                           int(rated.net_charge[k])) for cid, k in zip(ids, ok, strict=True)]
-        digests = np.unique(digest[rated.reason == 0])
+        digests = distinct(digest[rated.reason == 0])
         del sub, rated, rows, digest
-        touched = np.unique(g_row[:n])
+        touched = distinct(g_row[:n])
         out.append(CycleUsage(cycle, late, g_row[:n].copy(), g_service[:n].copy(),
                               g_sums[:n].copy(), late_rows, touched, standing,
                               frozenset(saved), digests))
@@ -438,4 +456,4 @@ def warm_up(catalog, compiled) -> None:
 
 
 __all__ = ["AccountIndex", "CycleUsage", "FileRating", "Standing", "initial_standing",
-           "month_number", "paused_gc", "rate_file", "warm_up"]
+           "distinct", "month_number", "paused_gc", "rate_file", "warm_up"]

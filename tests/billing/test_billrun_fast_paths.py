@@ -159,3 +159,19 @@ def test_insert_rows_and_delete_in_write_and_remove_exactly_the_rows_asked(db, t
                            .select_from(lines)).one()
     # the odd positions 1, 3, ..., 5999 are left: 3,000 rows summing to 3000^2 = 9,000,000
     assert (got[0], int(got[1]), got[2], got[3]) == (3_000, 9_000_000, "", 6_000)
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(3).integers(0, 2**63, 50_000, dtype=np.int64).view(np.uint64),
+    np.random.default_rng(4).integers(-5, 40, 50_000).astype(np.int32),
+    np.array([24_291] * 1_000 + [24_290], np.int64),
+    np.zeros(0, np.int32),
+], ids=["digests", "small-range", "months", "empty"])
+def test_distinct_is_np_unique(values):
+    got, want = offline.distinct(values), np.unique(values)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_distinct_of_a_few_large_digests():
+    values = np.array([2**64 - 1, 2**64 - 3, 2**64 - 1], np.uint64)
+    assert offline.distinct(values).tolist() == [2**64 - 3, 2**64 - 1]
