@@ -87,13 +87,17 @@ class AccountIndex:
     @classmethod
     @paused_gc()
     def build(cls, catalog, facts: list) -> AccountIndex:
-        from accounts.plans import plan_at
+        from accounts.plans import active_on, plan_at
+        from rating.cycles import local_date
 
         plan_ids: dict[tuple, int] = {}
         plans: list[Plan] = []
         starts: list[int] = []
         seg_plan: list[int] = []
         first = [0]
+        days: dict[int, str] = {}  # UTC s -> its local date (accounts share their dates)
+        # plan_at's answer depends only on which offers are active that day, in order
+        by_active: dict[tuple, int] = {}
         for f in facts:
             subs = list(f.subscriptions)
             cuts = {_EARLIEST}
@@ -103,14 +107,21 @@ class AccountIndex:
                     if t is not None:
                         cuts.add(t)
             for t in sorted(cuts):
-                p = plan_at(catalog, subs, t) if subs else None
-                if p is None or p.tariff is None:
-                    pid = -1
-                else:
-                    key = (p.tariff, p.discounts)
-                    pid = plan_ids.setdefault(key, len(plans))
-                    if pid == len(plans):
-                        plans.append(Plan(p.tariff, p.discounts))
+                pid = -1
+                if subs:
+                    day = days.get(t)
+                    if day is None:
+                        day = days[t] = local_date(t, catalog.timezone).isoformat()
+                    active = tuple(s["offer"] for s in subs if active_on(s, day))
+                    pid = by_active.get(active)
+                    if pid is None:
+                        p = plan_at(catalog, subs, t)
+                        pid = -1
+                        if p.tariff is not None:
+                            pid = plan_ids.setdefault((p.tariff, p.discounts), len(plans))
+                            if pid == len(plans):
+                                plans.append(Plan(p.tariff, p.discounts))
+                        by_active[active] = pid
                 starts.append(t)
                 seg_plan.append(pid)
             first.append(len(starts))
