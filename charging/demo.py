@@ -75,8 +75,9 @@ def add_arguments(p) -> None:
                    help=f"seconds of replayed traffic (default {DEFAULT.seconds:g})")
     p.add_argument("--seed", type=int, default=1, help="of the operator and its traffic")
     p.add_argument("--data-dir", default=None,
-                   help="folder of the demo's redis-server and database (default: a "
-                        "temporary one, removed at the end)")
+                   help="keep the demo's redis-server data and database in DIR/ccs-demo "
+                        "(replaced by the next run; default: a temporary folder, removed at "
+                        "the end)")
 
 
 def _size(args) -> Size:
@@ -248,12 +249,13 @@ def _run(args, size: Size, stack: ExitStack, started: float) -> int:
          f"{sum(len(p) for p in catalog.destinations.values())} prefixes; {catalog.currency}, "
          f"{tz}")
 
-    work = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="ccs-demo-"))
-    if not args.data_dir:
+    if args.data_dir:  # kept after the run; only its ccs-demo folder is the demo's
+        work = Path(args.data_dir) / "ccs-demo"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="ccs-demo-"))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-    if (work / "redis").exists() or (work / "ccs.db").exists():
-        shutil.rmtree(work / "redis", ignore_errors=True)
-        (work / "ccs.db").unlink(missing_ok=True)
     redis_server = EmbeddedRedis(work / "redis").start()
     stack.callback(redis_server.stop)
     engine = open_database(f"sqlite:///{work / 'ccs.db'}")
