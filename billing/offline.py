@@ -209,16 +209,28 @@ class Standing:
         discs = self.acc.discount_basis[rows].tolist()
         offsets = self.allowances.offsets.tolist()
         remaining = self.allowances.remaining.tolist()
-        services, discounts, ids = compiled.service_names, compiled.discount_names, self.bucket_ids
+        ids = self.bucket_ids
+        # json.dumps({"allow": .., "disc": .., "tier": ..}, sort_keys=True,
+        # separators=(",", ":")) written out: keys in sorted order, names escaped as it does
+        enc = json.encoder.encode_basestring_ascii
+        tier_keys = _sorted_keys(compiled.service_names)
+        disc_keys = _sorted_keys(compiled.discount_names)
         out = []
         for k, row in enumerate(rows):
             lo, hi = offsets[row], offsets[row + 1]
-            out.append(json.dumps({
-                "tier": {s: v for s, v in zip(services, tiers[k], strict=True) if v},
-                "disc": {d: v for d, v in zip(discounts, discs[k], strict=True) if v},
-                "allow": dict(zip(ids[lo:hi], remaining[lo:hi], strict=True)),
-            }, sort_keys=True, separators=(",", ":")))
+            allow = ",".join(f"{enc(i)}:{v}" for i, v in sorted(
+                dict(zip(ids[lo:hi], remaining[lo:hi], strict=True)).items()))
+            t, d = tiers[k], discs[k]
+            tier = ",".join(f"{name}:{t[j]}" for j, name in tier_keys if t[j])
+            disc = ",".join(f"{name}:{d[j]}" for j, name in disc_keys if d[j])
+            out.append(f'{{"allow":{{{allow}}},"disc":{{{disc}}},"tier":{{{tier}}}}}')
         return out
+
+
+def _sorted_keys(names) -> list[tuple[int, str]]:
+    """(index, JSON text) of each name, in the order json.dumps(sort_keys=True) writes them."""
+    enc = json.encoder.encode_basestring_ascii
+    return [(j, enc(name)) for j, name in sorted(enumerate(names), key=lambda x: x[1])]
 
 
 def initial_standing(catalog, compiled, index: AccountIndex, cycle: str,

@@ -7,6 +7,7 @@ every CDR computed by the run's kernels are those of `rating.engine.rating_order
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,31 @@ def test_distinct_is_np_unique(values):
 def test_distinct_of_a_few_large_digests():
     values = np.array([2**64 - 1, 2**64 - 3, 2**64 - 1], np.uint64)
     assert offline.distinct(values).tolist() == [2**64 - 3, 2**64 - 1]
+
+
+def test_standing_states_are_the_json_of_their_accumulators_and_buckets():
+    from rating.compiler import compile_catalog
+    from rating.engine import Accumulators, AllowanceTable
+
+    compiled = compile_catalog(CATALOG)
+    rng = np.random.default_rng(9)
+    n, ns, nd = 50, len(compiled.service_names), len(compiled.discount_names)
+    acc = Accumulators.zeros(compiled, n)
+    acc.tier_usage[:] = rng.integers(0, 3, (n, ns)) * rng.integers(1, 10**12, (n, ns))
+    acc.discount_basis[:] = rng.integers(0, 2, (n, nd)) * rng.integers(1, 10**9, (n, nd))
+    counts = rng.integers(0, 4, n)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    m = int(offsets[-1])
+    ids = [f'allowance:ö{int(x)}/"q"\\:2024-03' for x in rng.integers(0, 10**6, m)]
+    table = AllowanceTable(offsets, np.zeros(m, np.int32), rng.integers(0, 10**10, m),
+                           np.zeros(m, np.int64), np.zeros(m, np.int64),
+                           np.zeros(m + 1, np.int64), np.zeros(0, np.int32))
+    standing = offline.Standing(acc, table, ids)
+    rows = [int(r) for r in rng.permutation(n)]
+    svc, disc = compiled.service_names, compiled.discount_names
+    want = [json.dumps({
+        "tier": {s: int(v) for s, v in zip(svc, acc.tier_usage[r], strict=True) if v},
+        "disc": {d: int(v) for d, v in zip(disc, acc.discount_basis[r], strict=True) if v},
+        "allow": {ids[j]: int(table.remaining[j]) for j in range(offsets[r], offsets[r + 1])},
+    }, sort_keys=True, separators=(",", ":")) for r in rows]
+    assert standing.states(rows, compiled) == want
