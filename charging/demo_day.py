@@ -275,8 +275,12 @@ def play_day(*, target: str, catalog, accounts: int, prefix: str, seconds: float
                    time_scale=1.0, timeout=5.0, catalog=catalog, charts=None, json=False)
     skip = {who.account, who.msisdn}
     cdrs = (c for c in generated_cdrs(opts, f"day{seed}") if c.subscriber not in skip)
-    reached, replay, rec, watcher, lines, sent = asyncio.run(
-        _day(opts, cdrs, clock, catalog.timezone, who, r, bar, day_start, minutes * 60 / seconds))
+    day = _day(opts, cdrs, clock, catalog.timezone, who, r, bar, day_start, minutes * 60 / seconds)
+    try:
+        reached, replay, rec, watcher, lines, sent = asyncio.run(day)
+    except BaseException:
+        day.close()  # a Ctrl-C before the loop started it: no "never awaited" warning
+        raise
     end = int(clock())
     clock.set(end, 1.0)
     if not reached:
