@@ -24,7 +24,7 @@ from billing import bill as B
 from billing import cdrs
 from billing.db import delete_in, insert_rows, write_transaction
 from billing.models import Base
-from billing.offline import AccountIndex, paused_gc, rate_file
+from billing.offline import AccountIndex, distinct, paused_gc, rate_file
 from rating.cycles import cycle_bounds, cycle_name, month_number, parse_cycle
 from rating.money import parse_money, round_micro
 
@@ -127,7 +127,7 @@ def seen_digests(conn, cycle: str):
              conn.execute(select(t.c.digests).where(t.c.cycle == cycle))]
     if not parts:
         return np.zeros(0, np.uint64)
-    return np.unique(np.concatenate(parts).astype(np.uint64))
+    return distinct(np.concatenate(parts).astype(np.uint64))
 
 
 def fees_posted(conn, cycle: str) -> dict[str, int]:
@@ -246,7 +246,6 @@ def late_adjustments(conn, cycle: str) -> dict[str, dict[str, int]]:
     return out
 
 
-@paused_gc()
 @dataclass
 class OnlineRecords:
     """What the node's rated records give a cycle's bills: `usage` (account -> service ->
@@ -266,6 +265,7 @@ def online_usage(store, facts: list, cycle: str, *, batch: int = 2000,
     return online_records(store, facts, cycle, batch=batch).usage
 
 
+@paused_gc()
 def online_records(store, facts: list, cycle: str, *, conn=None, batch: int = 2000,
                    ) -> OnlineRecords:
     """The node's records of `cycle` (and, with `conn`, the late ones of final cycles whose
