@@ -161,17 +161,26 @@ def _next_open_cycle(conn, cycle: str) -> str:
 
 @paused_gc()
 def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_hash: str,
-                table, run_id: int, summary: RunSummary) -> None:
+                table, run_id: int, summary: RunSummary, *, retry: bool = False) -> None:
     """Rate one CDR table (read from `path`, whose content has SHA-256 `data_hash`) and store
-    what it adds, in the caller's transaction."""
+    what it adds, in the caller's transaction. `retry`: the file was imported before with
+    rows a later run may rate (`cdr_files.retry`); its rows rated then are duplicates by
+    their ids now, and what the others add is added to what the file gave before."""
     files = T["cdr_files"]
     result = rate_file(catalog, compiled, index, table,
                        cycle_status=lambda c: cycle_status(conn, c),
                        saved_states=lambda c: saved_states(conn, c),
                        seen_digests=lambda c: seen_digests(conn, c))
-    conn.execute(files.insert().values(
-        hash=data_hash, name=path.name, rows=result.rows, rated=result.rated,
-        rejected=sum(result.rejected.values()), imported_at=int(time.time()), run_id=run_id))
+    rejected = sum(result.rejected.values()) - result.seen_before
+    if retry:
+        conn.execute(update(files).where(files.c.hash == data_hash).values(
+            rated=files.c.rated + result.rated, rejected=rejected, retry=result.retry,
+            run_id=run_id))
+    else:
+        conn.execute(files.insert().values(
+            hash=data_hash, name=path.name, rows=result.rows, rated=result.rated,
+            rejected=rejected, retry=result.retry, imported_at=int(time.time()),
+            run_id=run_id))
     names = compiled.service_names
     account_of = [f.id for f in index.facts]
     stand = T["cycle_standing"]
@@ -196,19 +205,53 @@ def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_h
         delete_in(conn, stand, stand.c.account, stale, where=stand.c.cycle == cu.cycle)
         states.extend(zip(ids, [cu.cycle] * len(ids), cu.standing.states(touched, compiled),
                           strict=True))
-    insert_rows(conn, T["rated_usage"], ["file_hash", "account", "cycle", "service", "cdrs",
-                                         "usage", "rated_usage", "covered", "net_charge"],
-                usage_rows)
+    usage_columns = ["file_hash", "account", "cycle", "service", "cdrs", "usage",
+                     "rated_usage", "covered", "net_charge"]
+    if retry:
+        _add_usage(conn, usage_columns, usage_rows)
+    else:
+        insert_rows(conn, T["rated_usage"], usage_columns, usage_rows)
     insert_rows(conn, T["late_cdrs"], ["file_hash", "cdr_id", "account", "cycle",
                                        "billed_cycle", "service", "net_charge"], late_rows)
     insert_rows(conn, stand, ["account", "cycle", "state"], states)
-    insert_rows(conn, T["cdr_digests"], ["file_hash", "cycle", "digests"],
-                [(data_hash, cu.cycle, cu.digests.astype("<u8").tobytes())
-                 for cu in result.cycles if len(cu.digests)])
+    digests = T["cdr_digests"]
+    for cu in result.cycles:
+        if not len(cu.digests):
+            continue
+        mine = cu.digests
+        if retry:
+            old = conn.execute(select(digests.c.digests).where(
+                digests.c.file_hash == data_hash, digests.c.cycle == cu.cycle)).scalar()
+            if old is not None:
+                import numpy as np
+
+                mine = np.union1d(np.frombuffer(old, dtype="<u8").astype(np.uint64), mine)
+                conn.execute(delete(digests).where(digests.c.file_hash == data_hash,
+                                                   digests.c.cycle == cu.cycle))
+        conn.execute(digests.insert().values(file_hash=data_hash, cycle=cu.cycle,
+                                             digests=mine.astype("<u8").tobytes()))
     summary.files_imported.append(str(path))
     summary.cdrs_rated += result.rated
     for k, v in result.rejected.items():
-        summary.cdrs_rejected[k] = summary.cdrs_rejected.get(k, 0) + v
+        if retry and k == "duplicate":
+            v -= result.seen_before  # rated by the file's first import: not rejections
+        if v:
+            summary.cdrs_rejected[k] = summary.cdrs_rejected.get(k, 0) + v
+
+
+def _add_usage(conn, columns: list[str], rows: list[tuple]) -> None:
+    """Add a retried import's sums to the file's rows (a retry rates a few rows only)."""
+    t = T["rated_usage"]
+    for row in rows:
+        v = dict(zip(columns, row, strict=True))
+        done = conn.execute(update(t).where(
+            t.c.file_hash == v["file_hash"], t.c.account == v["account"],
+            t.c.cycle == v["cycle"], t.c.service == v["service"]).values(
+            cdrs=t.c.cdrs + v["cdrs"], usage=t.c.usage + v["usage"],
+            rated_usage=t.c.rated_usage + v["rated_usage"], covered=t.c.covered + v["covered"],
+            net_charge=t.c.net_charge + v["net_charge"]))
+        if done.rowcount == 0:
+            conn.execute(t.insert().values(**v))
 
 
 def _file_hash(path: Path) -> str:
@@ -410,14 +453,14 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
     for path in map(Path, cdr_files):
         data_hash = _file_hash(path)
         with engine.connect() as conn:
-            known = conn.execute(select(T["cdr_files"].c.hash).where(
-                T["cdr_files"].c.hash == data_hash)).first() is not None
-        if known or data_hash in seen:
+            known = conn.execute(select(T["cdr_files"].c.retry).where(
+                T["cdr_files"].c.hash == data_hash)).first()
+        if (known is not None and not known[0]) or data_hash in seen:
             summary.files_skipped.append(str(path))
             continue
         seen.add(data_hash)
         try:
-            loaded.append((path, data_hash, cdrs.read_cdr_table(path)))
+            loaded.append((path, data_hash, cdrs.read_cdr_table(path), known is not None))
         except cdrs.CdrFileError as exc:
             raise BillRunError("--cdrs", str(exc)) from None
     facts = list(snapshot(store)) if facts is None else facts
@@ -429,11 +472,11 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
         run_id = conn.execute(T["bill_runs"].insert().values(
             cycle=cycle, partition=summary.partition, started_at=int(time.time()))
         ).inserted_primary_key[0]
-    for path, data_hash, table in loaded:
+    for path, data_hash, table, retry in loaded:
         try:
             with write_transaction(engine) as conn:
                 import_file(conn, catalog, compiled, index, path, data_hash, table, run_id,
-                            summary)
+                            summary, retry=retry)
         except IntegrityError:
             # another run (a partition run beside this one) imported the same content first:
             # its transaction won, this one wrote nothing

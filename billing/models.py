@@ -169,6 +169,9 @@ class CdrFile(Base):
     rejected: Mapped[int] = _count()
     imported_at: Mapped[int] = mapped_column(BigInteger)
     run_id: Mapped[int | None] = mapped_column(ID, ForeignKey("bill_runs.id"))
+    # rows rejected for an account, offer, service or rate that may exist later: while > 0,
+    # a run given the file again rates those rows (the others are duplicates by their ids)
+    retry: Mapped[int] = _count()
 
 
 class RatedUsage(Base):

@@ -340,8 +340,18 @@ class CycleUsage:
 class FileRating:
     rows: int
     rated: int
-    rejected: dict[str, int]  # reason -> count
+    rejected: dict[str, int]  # reason -> count (ids rated by an earlier file not counted)
     cycles: list[CycleUsage]
+    seen_before: int = 0  # rows whose id an earlier file (or import of this one) rated
+
+    @property
+    def retry(self) -> int:
+        """Rejected rows that a later run may rate (once the account, subscription, service
+        or rate exists)."""
+        return sum(self.rejected.get(r, 0) for r in RETRYABLE)
+
+
+RETRYABLE = ("unknown_account", "unknown_service", "no_destination", "no_rate", "no_offer")
 
 
 def _take_sorted(batch, rows: np.ndarray, *, in_place: bool):
@@ -404,6 +414,7 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
     n_accounts = len(index.facts)
     found = distinct(months[months >= 0]).tolist()
     id_off, id_data = cdrs._string_buffers(parsed.table.column("cdr_id"))
+    seen_before = 0
     for m in found:
         rows = rating_rows(b, np.flatnonzero(months == m), n_accounts)
         cycle = cycle_name(int(m))
@@ -414,7 +425,7 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
             at = np.minimum(np.searchsorted(seen, digest), len(seen) - 1)
             dup = seen[at] == digest
             if dup.any():
-                reasons[DUPLICATE] += int(dup.sum())
+                seen_before += int(dup.sum())
                 rows, digest = rows[~dup], digest[~dup]
         late = cycle_status(cycle) == "final"
         saved = saved_states(cycle)
@@ -449,7 +460,9 @@ def rate_file(catalog, compiled, index: AccountIndex, table: pa.Table, *, cycle_
                               frozenset(saved), digests))
     n_rated = sum(int(c.group_sums[:, 0].sum()) for c in out)
     rejected = {REASONS[k]: int(v) for k, v in enumerate(reasons.tolist()) if k and v}
-    return FileRating(table.num_rows, n_rated, rejected, out)
+    if seen_before:
+        rejected["duplicate"] = rejected.get("duplicate", 0) + seen_before
+    return FileRating(table.num_rows, n_rated, rejected, out, seen_before)
 
 
 def warm_up(catalog, compiled) -> None:

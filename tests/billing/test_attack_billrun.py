@@ -125,9 +125,6 @@ def test_a_late_cdr_resent_in_another_file_is_one_adjustment(db, store, cat, tmp
         ("tax", "VAT", "", "0.61")]
 
 
-@pytest.mark.xfail(strict=True, reason="CDRs rejected unknown_account or no_offer are dropped, "
-                   "and the file is skipped on every later run (same content): once the "
-                   "account or subscription is provisioned they can never be billed: data lost")
 def test_cdrs_rejected_before_provisioning_are_billed_after_it(db, store, cat, tmp_path):
     _account(store, "B1", [])  # its subscription is entered late
     files = [_cdrs(tmp_path, [("a", "B1", "voice", "2026-11-07T10:00:00Z", "600", FIXED),

@@ -1,5 +1,7 @@
 """A bill may be a credit (a negative amount due, never paid); the digests of imported CDR ids
-(duplicates across files); the online records a final bill summed (archived from Redis).
+(duplicates across files); the online records a final bill summed (archived from Redis);
+cdr_files.retry: rows a later run may rate yet (rejected for an account, offer or rate that
+may exist later).
 
 Revision ID: 0002
 Revises: 0001
@@ -31,6 +33,8 @@ def upgrade() -> None:
     else:
         op.drop_constraint(op.f("ck_bills_ck_bills_paid"), "bills", type_="check")
         op.create_check_constraint(op.f("ck_bills_paid"), "bills", sa.text(NEW_PAID))
+    op.add_column("cdr_files", sa.Column("retry", sa.BigInteger(), server_default=sa.text("0"),
+                                         nullable=False))
     op.create_table(
         "cdr_digests",
         sa.Column("file_hash", sa.String(), nullable=False),
@@ -56,6 +60,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table("cdr_files") as batch:
+            batch.drop_column("retry")
+    else:
+        op.drop_column("cdr_files", "retry")
     op.drop_table("online_records")
     op.drop_table("cdr_digests")
     if op.get_bind().dialect.name == "sqlite":
