@@ -98,9 +98,11 @@ def install_stages() -> Stages:
             (offline, "rating_rows", "rating_order"),
             (offline, "rate_batch", "rate"), (offline, "_group_sums_sorted", "aggregate"),
             (billrun, "rate_file", "rate_file"), (billrun, "import_file", "import_file"),
-            (billrun, "online_usage", "online_usage"), (billrun, "offline_usage", "offline_usage"),
+            (billrun, "online_usage", "online_usage"), (billrun, "online_records", "online"),
+            (billrun, "offline_usage", "offline_usage"),
             (billrun, "late_adjustments", "late_adjustments"),
             (billrun, "build_bills", "build_bills"), (render, "bill_json", "json_export"),
+            (billrun, "_bill_export", "json_export"),
             (billrun, "_store_bills", "store_bills"),
             (billrun, "_debit_prepaid_fees", "prepaid_fees")):
         if hasattr(owner, attr):  # a stage that a later version no longer has is left out
