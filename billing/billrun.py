@@ -149,11 +149,9 @@ def _locked_status(conn, cycle: str) -> str | None:
     return conn.execute(q).scalar()
 
 
-def _next_open_cycle(conn, cycle: str) -> str:
-    m = month_number(cycle) + 1
-    while cycle_status(conn, cycle_name(m)) == "final":
-        m += 1
-    return cycle_name(m)
+def cycle_statuses(conn) -> dict[str, str]:
+    """cycle -> status, every cycle ever run."""
+    return dict(conn.execute(select(T["cycles"].c.cycle, T["cycles"].c.status)).all())
 
 
 # --- importing CDR files ---------------------------------------------------------------------
@@ -187,7 +185,7 @@ def import_file(conn, catalog, compiled, index: AccountIndex, path: Path, data_h
     usage_rows, late_rows, states = [], [], []
     for cu in result.cycles:
         if cu.late:
-            billed = _next_open_cycle(conn, cu.cycle)
+            billed = _next_open(cycle_statuses(conn), cu.cycle)
             late_rows.extend((data_hash, cid, account_of[r], cu.cycle, billed, names[s], net)
                              for cid, r, s, net in cu.late_rows)
         else:
@@ -324,7 +322,7 @@ def online_records(store, facts: list, cycle: str, *, conn=None, batch: int = 20
     bounds: dict[int, tuple[int, str]] = {}  # bill cycle day -> (start, "(end")
     statuses: dict[str, str] = {}
     if conn is not None:
-        statuses = dict(conn.execute(select(T["cycles"].c.cycle, T["cycles"].c.status)).all())
+        statuses = cycle_statuses(conn)
     out = OnlineRecords({}, {}, {})
     candidates: list[tuple[str, dict, bytes]] = []
     for lo in range(0, len(facts), batch):
@@ -361,6 +359,7 @@ def online_records(store, facts: list, cycle: str, *, conn=None, batch: int = 20
 
 
 def _next_open(statuses: dict[str, str], cycle: str) -> str:
+    """The first cycle after `cycle` that is not final (where its late items are billed)."""
     m = month_number(cycle) + 1
     while statuses.get(cycle_name(m)) == "final":
         m += 1

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from billing.models import Base
 from proto.ccs.v1 import billing_pb2 as pb
 from proto.ccs.v1 import billing_pb2_grpc
-from rating.cycles import parse_cycle
 from rating.money import MoneyError, format_money, parse_money
 
 BILLS = Base.metadata.tables["bills"]
@@ -51,11 +50,12 @@ def _cycle(value: str, *, required: bool) -> str | None:
         if required:
             raise _invalid("cycle", "required, YYYY-MM")
         return None
+    from billing.billrun import BillRunError, check_cycle
+
     try:
-        parse_cycle(value)
-    except ValueError:
-        raise _invalid("cycle", f"expected YYYY-MM, got {value[:40]!r}") from None
-    return value
+        return check_cycle(value)  # the bill run's rule: YYYY-MM of the years 1970..2999
+    except BillRunError as exc:
+        raise _invalid("cycle", exc.args[0].split(": ", 1)[1]) from None
 
 
 def _account(value: str, *, required: bool) -> str | None:
