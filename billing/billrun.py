@@ -298,6 +298,9 @@ class OnlineRecords:
     usage: dict[str, dict[str, int]]
     late: dict[str, dict[str, int]]
     read: dict[str, list]
+    # the same records as online_records rows (account, cdr_id, cycle, service, start,
+    # net_charge, record), decoded once as they were read
+    archive: list[tuple] = field(default_factory=list)
 
 
 def online_usage(store, facts: list, cycle: str, *, batch: int = 2000,
@@ -348,6 +351,7 @@ def online_records(store, facts: list, cycle: str, *, conn=None, batch: int = 20
                     svc = rec["service"]
                     sums[svc] = sums.get(svc, 0) + int(rec["net_charge"])
                     out.read.setdefault(f.id, []).append(item)
+                    out.archive.append(_archived(f.id, cycle, rec, item))
                     continue
                 own = cycle_of(int(rec["start"]), f.bill_cycle_day, tz)
                 if statuses.get(own) == "final" and _next_open(statuses, own) == cycle:
@@ -383,23 +387,19 @@ def _late_online(conn, candidates, out: OnlineRecords) -> None:
             adj = out.late.setdefault(account, {})
             adj[name] = adj.get(name, 0) + int(rec["net_charge"])
             out.read.setdefault(account, []).append(item)
+            out.archive.append(_archived(account, rec["cycle"], rec, item))
 
 
-def archive_online(conn, store, facts: list, cycle: str, read: dict[str, list]) -> None:
+def _archived(account: str, own_cycle: str, rec: dict, item) -> tuple:
+    return (account, rec["cdr_id"], own_cycle, rec["service"], int(rec["start"]),
+            int(rec["net_charge"]), item.decode() if isinstance(item, bytes) else item)
+
+
+def archive_online(conn, cycle: str, archive: list[tuple]) -> None:
     """Keep the records a final bill of `cycle` summed in the database (online_records), in
     the caller's transaction; `trim_online` then removes them from Redis."""
-    from rating.cycles import cycle_of
-
-    by_id = {f.id: f for f in facts}
-    tz = store.catalog.timezone
-    rows = []
-    for account, items in read.items():
-        bcd = by_id[account].bill_cycle_day
-        for item in items:
-            rec = json.loads(item)
-            rows.append((account, rec["cdr_id"], cycle_of(int(rec["start"]), bcd, tz), cycle,
-                         rec["service"], int(rec["start"]), int(rec["net_charge"]),
-                         item.decode() if isinstance(item, bytes) else item))
+    rows = [(a, cdr_id, own, cycle, svc, start, net, raw)
+            for a, cdr_id, own, svc, start, net, raw in archive]
     t = T["online_records"]
     # a finalisation interrupted before its trim, repeated, meets its own rows: replace them
     conn.execute(delete(t).where(t.c.billed_cycle == cycle))
@@ -503,7 +503,7 @@ def run(engine, store, catalog, compiled, *, cycle: str, cdr_files=(), partition
                             posted=fees_posted(conn, cycle))
         _store_bills(conn, catalog, bills, cycle, run_id)
         if final:
-            archive_online(conn, store, mine, cycle, records.read)
+            archive_online(conn, cycle, records.archive)
             conn.execute(update(T["cycles"]).where(T["cycles"].c.cycle == cycle).values(
                 status="final", finalized_at=int(time.time())))
             from billing.payments import allocate_unallocated
